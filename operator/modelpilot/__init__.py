@@ -1,0 +1,3 @@
+"""ModelPilot: a Kubernetes operator for self-hosted model serving."""
+
+__version__ = "0.1.0"

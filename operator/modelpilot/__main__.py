@@ -1,0 +1,3 @@
+from modelpilot.cli import main
+
+main()

@@ -1,0 +1,276 @@
+"""Start, stop and find the local control plane: etcd, kube-apiserver and Prometheus.
+
+Everything lives in one state folder (`.local/` in the repository by default):
+`kubeconfig` (admin), `operator.kubeconfig` (the operator's service-account identity),
+`prometheus-url`, `state.json` (ports, PIDs), `logs/`, `pki/` and the data folders.
+"""
+
+import json
+import secrets
+import shutil
+import ssl
+import urllib.request
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from modelpilot.devcluster.binaries import find_binary
+from modelpilot.devcluster.pki import ensure_pki
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import is_running, log_tail, spawn, stop, wait_until
+from modelpilot.devcluster.prometheus import PrometheusServer, scrape_config
+
+OPERATOR_NAMESPACE = "modelpilot-system"
+OPERATOR_SERVICE_ACCOUNT = "modelpilot-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+OPERATOR_GROUPS = (
+    "system:serviceaccounts",
+    f"system:serviceaccounts:{OPERATOR_NAMESPACE}",
+    "system:authenticated",
+)
+
+# Preferred loopback ports; any free port is used instead when one is taken.
+PREFERRED_PORTS = {"etcd": 12379, "etcd-peer": 12380, "apiserver": 16443, "prometheus": 19090}
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+
+
+class ClusterState(BaseModel):
+    """What `up` started and where to reach it (saved as state.json)."""
+
+    state_dir: Path
+    api_url: str
+    etcd_url: str
+    prometheus_url: str
+    admin_token: str
+    operator_token: str
+    pids: dict[str, int]
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        return self.state_dir / "operator.kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def prometheus_targets_dir(self) -> Path:
+        """Drop file_sd JSON here to have the cluster's Prometheus scrape a process."""
+        return self.state_dir / "prometheus" / "targets"
+
+
+_EXES = {"etcd": "etcd", "kube-apiserver": "kube-apiserver", "prometheus": "prometheus"}
+
+
+def load_state(state_dir: Path = DEFAULT_STATE_DIR) -> ClusterState | None:
+    path = state_dir / "state.json"
+    if not path.exists():
+        return None
+    return ClusterState.model_validate_json(path.read_text())
+
+
+def is_healthy(state: ClusterState) -> bool:
+    """All recorded processes alive and the API server answering /readyz."""
+    if not all(is_running(pid, _EXES[name]) for name, pid in state.pids.items()):
+        return False
+    return _apiserver_ready(state)
+
+
+def _apiserver_ready(state: ClusterState) -> bool:
+    context = ssl.create_default_context(cafile=str(state.ca_file))
+    req = urllib.request.Request(
+        f"{state.api_url}/readyz", headers={"Authorization": f"Bearer {state.admin_token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=2, context=context) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _etcd_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
+            return b"true" in resp.read()
+    except OSError:
+        return False
+
+
+def _kubeconfig(state: ClusterState, user: str, token: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "modelpilot-local",
+                    "cluster": {
+                        "server": state.api_url,
+                        "certificate-authority": str(state.ca_file),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "modelpilot-local",
+                    "context": {"cluster": "modelpilot-local", "user": user},
+                }
+            ],
+            "current-context": "modelpilot-local",
+        },
+        sort_keys=False,
+    )
+
+
+def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> ClusterState:
+    """Start the control plane, or return the running one when it already answers."""
+    existing = load_state(state_dir)
+    if existing is not None and is_healthy(existing):
+        return existing
+    if existing is not None:
+        down(state_dir)
+
+    binaries = {name: find_binary(name) for name in ("etcd", "kube-apiserver", "prometheus")}
+    logs = state_dir / "logs"
+    pki = state_dir / "pki"
+    ensure_pki(pki)
+
+    ports: dict[str, int] = {}
+    for name, preferred in PREFERRED_PORTS.items():
+        ports[name] = pick_port(preferred, avoid=frozenset(ports.values()))
+
+    state = ClusterState(
+        state_dir=state_dir,
+        api_url=f"https://127.0.0.1:{ports['apiserver']}",
+        etcd_url=f"http://127.0.0.1:{ports['etcd']}",
+        prometheus_url=f"http://127.0.0.1:{ports['prometheus']}",
+        admin_token=secrets.token_hex(16),
+        operator_token=secrets.token_hex(16),
+        pids={},
+    )
+    tokens = state_dir / "tokens.csv"
+    tokens.write_text(
+        f"{state.admin_token},admin,admin,system:masters\n"
+        f'{state.operator_token},{OPERATOR_USER},modelpilot-operator,"{",".join(OPERATOR_GROUPS)}"\n'
+    )
+    tokens.chmod(0o600)
+
+    def save() -> None:
+        (state_dir / "state.json").write_text(state.model_dump_json(indent=2))
+
+    try:
+        peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+        etcd_data = state_dir / "etcd-data"
+        shutil.rmtree(etcd_data, ignore_errors=True)
+        state.pids["etcd"] = spawn(
+            [
+                binaries["etcd"],
+                "--name=local",
+                f"--data-dir={etcd_data}",
+                f"--listen-client-urls={state.etcd_url}",
+                f"--advertise-client-urls={state.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}",
+                "--log-level=warn",
+            ],
+            logs / "etcd.log",
+        )
+        save()
+        if not wait_until(lambda: _etcd_ready(state.etcd_url), timeout, interval=0.2):
+            raise RuntimeError(f"etcd did not start:\n{log_tail(logs / 'etcd.log')}")
+
+        state.pids["kube-apiserver"] = spawn(
+            [
+                binaries["kube-apiserver"],
+                f"--etcd-servers={state.etcd_url}",
+                f"--secure-port={ports['apiserver']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'serving.crt'}",
+                f"--tls-private-key-file={pki / 'serving.key'}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--insecure-port=0",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--v=0",
+            ],
+            logs / "kube-apiserver.log",
+        )
+        save()
+
+        prometheus = PrometheusServer(
+            state_dir / "prometheus",
+            config=scrape_config(file_sd_dir=state.prometheus_targets_dir),
+            port=ports["prometheus"],
+            data_dir=state_dir / "prometheus-data",
+        )
+        shutil.rmtree(prometheus.data_dir, ignore_errors=True)
+        state.prometheus_targets_dir.mkdir(parents=True, exist_ok=True)
+        prometheus.log_path = logs / "prometheus.log"
+        prometheus.start(timeout)
+        assert prometheus.pid is not None
+        state.pids["prometheus"] = prometheus.pid
+        save()
+
+        if not wait_until(lambda: _apiserver_ready(state), timeout, interval=0.2):
+            raise RuntimeError(
+                f"kube-apiserver did not get ready:\n{log_tail(logs / 'kube-apiserver.log')}"
+            )
+    except BaseException:
+        down(state_dir)
+        raise
+
+    state.kubeconfig.write_text(_kubeconfig(state, "admin", state.admin_token))
+    state.operator_kubeconfig.write_text(
+        _kubeconfig(state, OPERATOR_SERVICE_ACCOUNT, state.operator_token)
+    )
+    for path in (state.kubeconfig, state.operator_kubeconfig):
+        path.chmod(0o600)
+    (state_dir / "prometheus-url").write_text(state.prometheus_url + "\n")
+    return state
+
+
+def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+    """Stop the processes `up` recorded (and nothing else); returns what was stopped."""
+    state = load_state(state_dir)
+    if state is None:
+        return []
+    stopped = []
+    # Reverse start order: the API server before its etcd.
+    for name in ("prometheus", "kube-apiserver", "etcd"):
+        if (pid := state.pids.get(name)) is not None and is_running(pid, _EXES[name]):
+            stop(pid, _EXES[name])
+            stopped.append(name)
+    for leftover in ("state.json", "kubeconfig", "operator.kubeconfig", "prometheus-url"):
+        (state_dir / leftover).unlink(missing_ok=True)
+    for data in ("etcd-data", "prometheus-data"):
+        shutil.rmtree(state_dir / data, ignore_errors=True)
+    return stopped
+
+
+def summary(state: ClusterState) -> str:
+    return json.dumps(
+        {
+            "kubeconfig": str(state.kubeconfig),
+            "operatorKubeconfig": str(state.operator_kubeconfig),
+            "apiServer": state.api_url,
+            "prometheus": state.prometheus_url,
+            "logs": str(state.state_dir / "logs"),
+        },
+        indent=2,
+    )

@@ -1,0 +1,71 @@
+"""Start detached server processes and stop exactly the ones we started."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def spawn(cmd: Sequence[str], log_path: Path, cwd: Path | None = None) -> int:
+    """Start `cmd` in its own session (it outlives `make cluster-up`), output to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def _reap(pid: int) -> None:
+    # Our own children would linger as zombies (and look alive) until waited for.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_running(pid: int, expected_exe: str | None = None) -> bool:
+    """Whether `pid` is alive and, if given, still runs `expected_exe` (guards PID reuse)."""
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    # "PID (comm) STATE ...": comm is the executable's name (15 chars at most), set at exec.
+    comm, rest = stat.split(" (", 1)[1].rsplit(") ", 1)
+    if rest.split()[0] == "Z":
+        return False
+    return expected_exe is None or comm == Path(expected_exe).name[:15]
+
+
+def stop(pid: int, expected_exe: str | None = None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; a PID that now runs something else is left alone."""
+    if not is_running(pid, expected_exe):
+        return
+    os.kill(pid, signal.SIGTERM)
+    if wait_until(lambda: not is_running(pid), timeout):
+        return
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not is_running(pid), 5.0)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

@@ -1,0 +1,171 @@
+"""Integration tier: one real control plane per session, a fresh namespace per test.
+
+The control plane is the one `make cluster-up` left running when it answers; otherwise it
+is started here and stopped at the end of the session. With MODELPILOT_TEST_KUBECONFIG and
+MODELPILOT_TEST_OPERATOR_KUBECONFIG (set by `make test-kind`) an external cluster is used
+instead, and tests that need the local control plane itself are skipped.
+"""
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.kubelet import FakeKubelet
+from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
+from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = REPO / "crds"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+EXTERNAL_ADMIN = os.environ.get("MODELPILOT_TEST_KUBECONFIG")
+EXTERNAL_OPERATOR = os.environ.get("MODELPILOT_TEST_OPERATOR_KUBECONFIG")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[controlplane.ClusterState]:
+    """The local control plane (skips the test on an external cluster)."""
+    if EXTERNAL_ADMIN:
+        pytest.skip("needs the local control plane, not an external cluster")
+    existing = controlplane.load_state()
+    if existing is not None and controlplane.is_healthy(existing):
+        yield existing
+        return
+    state = controlplane.up()
+    try:
+        yield state
+    finally:
+        controlplane.down()
+
+
+@pytest.fixture(scope="session")
+def kubeconfigs(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """(admin, operator) kubeconfig paths."""
+    if EXTERNAL_ADMIN and EXTERNAL_OPERATOR:
+        return Path(EXTERNAL_ADMIN), Path(EXTERNAL_OPERATOR)
+    state: controlplane.ClusterState = request.getfixturevalue("cluster")
+    return state.kubeconfig, state.operator_kubeconfig
+
+
+@pytest.fixture(scope="session")
+def admin_api(kubeconfigs: tuple[Path, Path]) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfigs[0]))
+
+
+@pytest.fixture(scope="session")
+def operator_api(kubeconfigs: tuple[Path, Path]) -> client.ApiClient:
+    """The operator's own identity (its service-account user), for RBAC checks."""
+    return config.new_client_from_config(config_file=str(kubeconfigs[1]))
+
+
+def apply_crds(api: client.ApiClient, folder: Path = CRDS) -> list[str]:
+    """Create or replace every CRD in `folder` and wait until each is Established."""
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            names.append(apply_crd(ext, doc))
+    return names
+
+
+def apply_crd(ext: client.ApiextensionsV1Api, doc: dict[str, object]) -> str:
+    name = str(doc["metadata"]["name"])  # type: ignore[index]
+    try:
+        current = ext.read_custom_resource_definition(name)
+        doc["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[index]
+        ext.replace_custom_resource_definition(name, doc)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        ext.create_custom_resource_definition(doc)
+    wait_established(ext, name)
+    return name
+
+
+def wait_established(ext: client.ApiextensionsV1Api, name: str, timeout: float = 20) -> None:
+    from modelpilot.devcluster.processes import wait_until
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition(name)
+        return any(
+            c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])
+        )
+
+    if not wait_until(established, timeout, interval=0.1):
+        raise TimeoutError(f"CRD {name} not Established after {timeout}s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def crds(admin_api: client.ApiClient) -> list[str]:
+    return apply_crds(admin_api)
+
+
+@pytest.fixture
+def namespace(admin_api: client.ApiClient, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace for this test (never deleted: the local control plane has no
+    namespace controller to finish a deletion, and it is new each session anyway)."""
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{secrets.token_hex(3)}"
+    client.CoreV1Api(admin_api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture(scope="session")
+def kubelet(admin_api: client.ApiClient) -> FakeKubelet:
+    fake = FakeKubelet(admin_api)
+    fake.register_node()
+    return fake
+
+
+@pytest.fixture
+def prometheus_with_history(tmp_path: Path) -> Iterator[Callable[[list[Series]], PrometheusServer]]:
+    """Backfill series into a new Prometheus and start it: `start(series) -> server`."""
+    servers: list[PrometheusServer] = []
+
+    def start(series: list[Series]) -> PrometheusServer:
+        workdir = tmp_path / f"prometheus-{len(servers)}"
+        server = PrometheusServer(workdir)
+        backfill(to_openmetrics(series), server.data_dir)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def prometheus_scraping(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """A new Prometheus scraping static targets: `start({"job": ["host:port"]}) -> server`."""
+    servers: list[PrometheusServer] = []
+
+    def start(targets: dict[str, list[str]], interval_seconds: float = 1) -> PrometheusServer:
+        workdir = tmp_path / f"prometheus-scrape-{len(servers)}"
+        config_ = scrape_config(interval_seconds=interval_seconds, static_targets=targets)
+        server = PrometheusServer(workdir, config=config_)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_for_loopback() -> None:
+    # requests (prometheus-api-client) would route loopback through a configured proxy.
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -9,6 +9,9 @@ instead, and tests that need the local control plane itself are skipped.
 import os
 import re
 import secrets
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from kubernetes import client, config
 
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import FakeKubelet
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
 
@@ -97,8 +102,6 @@ def apply_crd(ext: client.ApiextensionsV1Api, doc: dict[str, object]) -> str:
 
 
 def wait_established(ext: client.ApiextensionsV1Api, name: str, timeout: float = 20) -> None:
-    from modelpilot.devcluster.processes import wait_until
-
     def established() -> bool:
         crd = ext.read_custom_resource_definition(name)
         return any(
@@ -169,3 +172,70 @@ def prometheus_scraping(tmp_path: Path) -> Iterator[Callable[..., PrometheusServ
 def _no_proxy_for_loopback() -> None:
     # requests (prometheus-api-client) would route loopback through a configured proxy.
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+class RunningOperator:
+    """`modelpilot run` as its own process, under the operator's RBAC identity."""
+
+    def __init__(self, log_path: Path, metrics_url: str, process: subprocess.Popen[bytes]):
+        self.log_path, self.metrics_url, self.process = log_path, metrics_url, process
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def kubectl(kubeconfig: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kubeconfigs: tuple[Path, Path], crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningOperator]:
+    """The operator installed as a user would (`kubectl apply -k manifests/` for the CRD and
+    RBAC) and run locally with the ServiceAccount's credentials. At the end of the session
+    its log must hold no Forbidden (the RBAC in manifests/ is enough) and no traceback."""
+    admin, operator_kubeconfig = kubeconfigs
+    kubectl(admin, "apply", "-k", str(REPO / "manifests"))
+    metrics_port, health_port = pick_port(), pick_port()
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelpilot",
+                "run",
+                "--verbose",
+                "--resync-seconds=1",
+                f"--metrics-address=127.0.0.1:{metrics_port}",
+                f"--health-address=127.0.0.1:{health_port}",
+            ],
+            env={**os.environ, "KUBECONFIG": str(operator_kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    running = RunningOperator(log_path, f"http://127.0.0.1:{metrics_port}/metrics", process)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        if not wait_until(healthy, 30, interval=0.2):
+            raise RuntimeError(f"operator did not start:\n{running.log()[-3000:]}")
+        yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        print(f"operator log: {log_path}")
+    log = running.log()
+    assert "Forbidden" not in log, f"the operator hit RBAC limits; see {log_path}"
+    assert "Traceback" not in log, f"the operator raised; see {log_path}"

@@ -1,0 +1,12 @@
+"""The ModelDeployment API (modelpilot.dev/v1alpha1) as pydantic models."""
+
+GROUP = "modelpilot.dev"
+VERSION = "v1alpha1"
+PLURAL = "modeldeployments"
+KIND = "ModelDeployment"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Label on every object the operator makes for a model, and on its pods.
+MODEL_LABEL = "modelpilot.dev/model-deployment"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "modelpilot"

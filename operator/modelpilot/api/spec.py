@@ -1,0 +1,61 @@
+"""ModelDeployment spec. Defaults match the CRD's, so objects read from files (`advise
+--from-file`) behave like objects the API server defaulted."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from modelpilot.api.base import ApiModel
+
+
+class MeterSpec(ApiModel):
+    enabled: bool = True
+    image: str | None = None
+    port: int = Field(8099, ge=1, le=65535)
+    metrics_port: int = Field(9099, ge=1, le=65535)
+    max_concurrency: int = Field(0, ge=0)
+    queue_timeout_seconds: int = Field(60, ge=1)
+
+
+class AutoscalingSpec(ApiModel):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    concurrency_target: int = Field(1, ge=1)
+    target_utilization_percentage: int = Field(70, ge=1, le=100)
+    autoscaling_window_seconds: int = Field(60, ge=10, le=3600)
+    scale_down_delay_seconds: int = Field(900, ge=0, le=86400)
+
+
+class LatencyObjective(ApiModel):
+    percentile: int = Field(95, ge=50, le=99)
+    milliseconds: int = Field(ge=1)
+
+
+class Bounds(ApiModel):
+    min: int | None = None
+    max: int | None = None
+
+
+class AdvisorLimits(ApiModel):
+    min_replicas: Bounds | None = None
+    max_replicas: Bounds | None = None
+    concurrency_target: Bounds | None = None
+    target_utilization_percentage: Bounds | None = None
+    autoscaling_window_seconds: Bounds | None = None
+    scale_down_delay_seconds: Bounds | None = None
+
+
+class AdvisorSpec(ApiModel):
+    mode: Literal["Off", "Recommend", "Auto"] = "Recommend"
+    latency_objective: LatencyObjective | None = None
+    cooldown_seconds: int = Field(3600, ge=0)
+    limits: AdvisorLimits = Field(default_factory=AdvisorLimits)
+
+
+class ModelDeploymentSpec(ApiModel):
+    # A PodTemplateSpec, kept as the user wrote it (camelCase dict) and passed through.
+    template: dict[str, Any]
+    port: int = Field(ge=1, le=65535)
+    meter: MeterSpec = Field(default_factory=MeterSpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    advisor: AdvisorSpec = Field(default_factory=AdvisorSpec)

@@ -1,0 +1,1 @@
+"""The kopf operator: thin handlers that connect Kubernetes to the pure logic."""

@@ -1,0 +1,17 @@
+"""Operator settings (from `modelpilot run` flags)."""
+
+from pydantic import BaseModel, Field
+
+from modelpilot.observer.summary import Thresholds
+
+
+class OperatorConfig(BaseModel):
+    namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
+    metrics_address: str = Field("0.0.0.0:8080", description="host:port of /metrics.")
+    health_address: str = Field("0.0.0.0:8081", description="host:port of /healthz.")
+    meter_image: str = Field(
+        "ghcr.io/modelpilot/modelpilot:0.1.0", description="Image of the meter sidecar."
+    )
+    resync_seconds: float = Field(15.0, description="Re-evaluate time-based conditions this often.")
+    status_concurrency: int = Field(8, description="Status writes in flight at once.")
+    thresholds: Thresholds = Field(default_factory=Thresholds)

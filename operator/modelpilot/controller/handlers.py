@@ -1,0 +1,202 @@
+"""kopf handlers: translate watch events into the workload applier and the status worker.
+
+Indexes (pods, Deployments, ModelDeployments by model) are kept by kopf from its watches;
+nothing here lists objects on a timer.
+"""
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from prometheus_client import REGISTRY, start_http_server
+
+from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION
+from modelpilot.controller.config import OperatorConfig
+from modelpilot.controller.kube import Kube, load_api_client
+from modelpilot.controller.metrics import StatusCollector
+from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.status_worker import StatusWorker
+from modelpilot.controller.workload import WorkloadApplier
+from modelpilot.observer.pods import PodInfo
+from modelpilot.workload.validate import validate
+
+MD = (GROUP, VERSION, PLURAL)
+MANAGED: Mapping[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT}
+MODEL_PODS: Mapping[str, Any] = {MODEL_LABEL: kopf.PRESENT}
+
+
+def _key(namespace: str | None, name: str) -> Key:
+    assert namespace is not None, "ModelPilot's objects are all namespaced"
+    return namespace, name
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    config: OperatorConfig = memo.config
+    # kopf passes each index by its function's name (empty now, filled as watches start).
+    model_index: kopf.Index[Key, ModelRef] = kwargs["models"]
+    pods: kopf.Index[Key, PodInfo] = kwargs["model_pods"]
+    deployments: kopf.Index[Key, DeploymentRef] = kwargs["model_deployments"]
+    # Our own names for kopf's bookkeeping, no kopf Events (we post specific ones).
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False
+    # The ModelDeployment CRD is installed before the operator: no need to watch CRDs
+    # (and no RBAC to read them).
+    settings.scanning.disabled = True
+    # Server-side filtering: only the pods and objects of models, not the whole cluster.
+    settings.watching.label_selectors["v1", "pods"] = MODEL_LABEL
+    settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    settings.watching.label_selectors["v1", "services"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+    kube = Kube(load_api_client(pool_size=config.status_concurrency * 2))
+    memo.kube = kube
+    memo.applier = WorkloadApplier(kube)
+    memo.worker = StatusWorker(kube, model_index, pods, deployments, config)
+    memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
+
+    REGISTRY.register(StatusCollector(lambda: memo.worker.written))
+    host, port = _split(config.metrics_address)
+    start_http_server(port, addr=host)
+    logger.info("metrics on http://%s:%d/metrics", host, port)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if task := getattr(memo, "worker_task", None):
+        task.cancel()
+
+
+# -- Indexes ------------------------------------------------------------------------------
+
+
+@kopf.index(*MD)
+def models(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, ModelRef]:
+    return {_key(namespace, name): ModelRef.from_body(body)}
+
+
+@kopf.index("v1", "pods", labels=MODEL_PODS)
+def model_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, PodInfo]:
+    return {_key(namespace, labels[MODEL_LABEL]): PodInfo.from_body(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def model_deployments(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[Key, DeploymentRef]:
+    return {_key(namespace, labels[MODEL_LABEL]): DeploymentRef.from_body(body)}
+
+
+# -- ModelDeployments ---------------------------------------------------------------------
+
+
+@kopf.on.resume(*MD)
+@kopf.on.create(*MD)
+@kopf.on.update(*MD, field="spec")
+async def reconcile(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Apply the workload for a valid spec; an invalid one only gets its condition (written
+    by the status worker), so the operator never retries or crash-loops on it."""
+    key = _key(namespace, name)
+    spec, problems = validate(dict(body.get("spec") or {}))
+    if spec is None:
+        logger.warning("invalid spec: %s", "; ".join(problems))
+    else:
+        outcome = await memo.applier.apply(name, key[0], uid, spec)
+        for kind, what in outcome.items():
+            if what != "unchanged":
+                logger.info("%s %s", kind, what)
+        if outcome["Deployment"] == "updated":
+            await memo.kube.post_event(
+                ModelRef.from_body(body).involved,
+                "Normal",
+                "RolloutStarted",
+                f"Deployment {name} updated to spec generation {meta.get('generation')}",
+            )
+    memo.worker.mark_reconciled(key, int(meta.get("generation") or 0))
+
+
+# -- Owned objects and pods ------------------------------------------------------------------
+
+
+async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    """An owned object was deleted or hand-edited: render it again from its model."""
+    namespace, model = key
+    body = await memo.kube.get_model(namespace, model)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return  # the model is going away; so do its objects
+    spec, _ = validate(body.get("spec") or {})
+    if spec is None:
+        return
+    outcome = await memo.applier.apply(model, namespace, body["metadata"]["uid"], spec)
+    if outcome[kind] != "unchanged":
+        logger.info("%s %s/%s put back (%s)", kind, namespace, model, outcome[kind])
+        await memo.kube.post_event(
+            ModelRef.from_body(body).involved,
+            "Warning",
+            f"{kind}Restored",
+            f"{kind} {model} was deleted or changed outside ModelPilot and has been put back; "
+            "change the ModelDeployment instead",
+        )
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_event(
+    type: str,
+    body: kopf.Body,
+    namespace: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    key = _key(namespace, labels[MODEL_LABEL])
+    memo.worker.wake(key)
+    # Only spec changes (generation) can be drift; status updates are the controller's.
+    generation = body["metadata"].get("generation")
+    seen = memo.setdefault("deployment_generations", {})
+    if type == "DELETED" or seen.get(key) != generation:
+        seen[key] = generation
+        await _put_back("Deployment", key, memo, logger)
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+async def service_event(
+    type: str,
+    namespace: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    if type in ("DELETED", "MODIFIED"):
+        await _put_back("Service", _key(namespace, labels[MODEL_LABEL]), memo, logger)
+
+
+@kopf.on.event("v1", "pods", labels=MODEL_PODS)
+def pod_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    memo.worker.wake(_key(namespace, labels[MODEL_LABEL]))

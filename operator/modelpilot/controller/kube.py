@@ -1,0 +1,160 @@
+"""Kubernetes API calls the operator makes besides kopf's own watching.
+
+The official client is synchronous; calls run in worker threads so the event loop (and
+kopf's watches) never block. Responses are read as plain JSON dicts.
+"""
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+
+from modelpilot.api import GROUP, PLURAL, VERSION
+
+
+def load_api_client(pool_size: int = 16) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data)
+    return data
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, component: str = "modelpilot") -> None:
+        self.api = api
+        # Raw JSON in and out (dict bodies, _preload_content=False), which the client's
+        # generated model types do not describe.
+        self.core: Any = client.CoreV1Api(api)
+        self.apps: Any = client.AppsV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.component = component
+
+    # -- ModelDeployments --------------------------------------------------------------
+    async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(
+                await asyncio.to_thread(
+                    self.custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    _preload_content=False,
+                )
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _preload_content=False,
+        )
+
+    # -- Deployments and Services ---------------------------------------------------------
+    async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        reader = (
+            self.apps.read_namespaced_deployment
+            if kind == "Deployment"
+            else self.core.read_namespaced_service
+        )
+        try:
+            return _json(await asyncio.to_thread(reader, name, namespace, _preload_content=False))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        creator = (
+            self.apps.create_namespaced_deployment
+            if body["kind"] == "Deployment"
+            else self.core.create_namespaced_service
+        )
+        return _json(
+            await asyncio.to_thread(
+                creator, body["metadata"]["namespace"], body, _preload_content=False
+            )
+        )
+
+    async def replace(self, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        replacer = (
+            self.apps.replace_namespaced_deployment
+            if body["kind"] == "Deployment"
+            else self.core.replace_namespaced_service
+        )
+        extra = {"dry_run": "All"} if dry_run else {}
+        return _json(
+            await asyncio.to_thread(
+                replacer,
+                body["metadata"]["name"],
+                body["metadata"]["namespace"],
+                body,
+                _preload_content=False,
+                **extra,
+            )
+        )
+
+    # -- Events ---------------------------------------------------------------------------
+    async def post_event(
+        self, involved: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about `involved` (apiVersion, kind, name, namespace, uid)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {
+                "name": f"{involved['name']}.{secrets.token_hex(8)}",
+                "namespace": involved["namespace"],
+            },
+            "involvedObject": involved,
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+        }
+        await asyncio.to_thread(
+            self.core.create_namespaced_event, involved["namespace"], body, _preload_content=False
+        )
+
+    async def liveness_killed(self, namespace: str, pod_uid: str) -> set[str]:
+        """Containers of the pod that the kubelet killed for a failed liveness probe: its
+        Killing events read "Container NAME failed liveness probe, will be restarted"."""
+        events = _json(
+            await asyncio.to_thread(
+                self.core.list_namespaced_event,
+                namespace,
+                field_selector=f"involvedObject.uid={pod_uid},reason=Killing",
+                _preload_content=False,
+            )
+        )
+        killed = set()
+        for event in events.get("items", []):
+            message = event.get("message") or ""
+            if "failed liveness probe" in message and message.startswith("Container "):
+                killed.add(message.split()[1])
+        return killed

@@ -1,0 +1,54 @@
+"""The operator's /metrics: read at scrape time from the status the worker last wrote,
+so a deleted ModelDeployment's series disappear with it."""
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from modelpilot.controller.refs import Key
+
+LABELS = ["namespace", "model_deployment"]
+
+
+class StatusCollector(Collector):
+    def __init__(self, statuses: Callable[[], Mapping[Key, Mapping[str, Any]]]) -> None:
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        replicas = GaugeMetricFamily(
+            "modelpilot_replicas",
+            "Replicas by state (starting, active, terminating).",
+            labels=[*LABELS, "state"],
+        )
+        desired = GaugeMetricFamily(
+            "modelpilot_desired_replicas",
+            "Replicas the model's Deployment asks for.",
+            labels=LABELS,
+        )
+        readiness = GaugeMetricFamily(
+            "modelpilot_pod_readiness",
+            "Pods by Ready condition (true, false, unknown).",
+            labels=[*LABELS, "condition"],
+        )
+        restarts = CounterMetricFamily(
+            "modelpilot_container_restarts",
+            "Container restarts by reason, across pod replacements.",
+            labels=[*LABELS, "reason"],
+        )
+        for (namespace, name), status in sorted(self.statuses().items()):
+            counts = status.get("replicas", {})
+            for state in ("starting", "active", "terminating"):
+                replicas.add_metric([namespace, name, state], counts.get(state, 0))
+            desired.add_metric([namespace, name], counts.get("desired", 0))
+            pods = status.get("pods", {})
+            for condition, field in (
+                ("true", "ready"),
+                ("false", "notReady"),
+                ("unknown", "unknown"),
+            ):
+                readiness.add_metric([namespace, name, condition], pods.get(field, 0))
+            for item in status.get("restarts", {}).get("byReason", []):
+                restarts.add_metric([namespace, name, item["reason"]], item["count"])
+        yield from (replicas, desired, readiness, restarts)

@@ -1,0 +1,61 @@
+"""What the operator's indexes keep per object: small, plain and immutable."""
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+Key = tuple[str, str]  # (namespace, ModelDeployment name)
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def involved(self) -> dict[str, str]:
+        """The involvedObject of an Event about this ModelDeployment."""
+        from modelpilot.api import API_VERSION, KIND
+
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+        }
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "ModelRef":
+        meta = body["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=copy.deepcopy(dict(body.get("spec") or {})),
+            status=copy.deepcopy(dict(body.get("status") or {})),
+        )
+
+
+class DeploymentRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    replicas: int
+    generation: int
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "DeploymentRef":
+        return cls(
+            name=body["metadata"]["name"],
+            replicas=int((body.get("spec") or {}).get("replicas") or 0),
+            generation=int(body["metadata"].get("generation") or 0),
+        )

@@ -1,0 +1,194 @@
+"""The one writer of observer status: pods and Deployments (from kopf indexes) ->
+ModelDeployment status, written only when it changed.
+
+Handlers call `wake(key)` when something about a model changes; the worker coalesces
+wake-ups, recomputes from the indexes (no API reads), and also re-evaluates every model
+every `resync_seconds`, because lasting states (stuck starting, not ready for 5 minutes)
+become trouble with time alone.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from modelpilot.api.status import Condition, Restarts
+from modelpilot.controller.config import OperatorConfig
+from modelpilot.controller.kube import Kube
+from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.observer import restarts as restart_logic
+from modelpilot.observer.pods import PodInfo
+from modelpilot.observer.summary import conditions, count_readiness, count_replicas, find_trouble
+from modelpilot.workload.validate import validate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+OWN_CONDITIONS = ("Ready", "Progressing", "Degraded")
+
+# Condition reasons worth an Event when a condition turns to them.
+_TRANSITION_EVENTS = {
+    "InvalidSpec": "Warning",
+    "ReplicasStuckStarting": "Warning",
+    "PodsNotReady": "Warning",
+    "SlowTermination": "Warning",
+    "Serving": "Normal",
+}
+_RESTART_EVENTS = {
+    "OOMKilled": (
+        "ContainerOOMKilled",
+        "was OOM-killed: raise its memory limit or lower the batch size / context length",
+    ),
+    "Error": ("ContainerCrashed", "crashed: see `kubectl logs {pod} -c {container} --previous`"),
+    restart_logic.LIVENESS_REASON: (
+        "LivenessProbeFailed",
+        "was killed by its liveness probe: under load the server may answer health checks too late",
+    ),
+}
+
+
+def _first(values: Collection[T] | None) -> T | None:
+    return next(iter(values), None) if values else None
+
+
+class StatusWorker:
+    def __init__(
+        self,
+        kube: Kube,
+        models: Mapping[Key, Collection[ModelRef]],
+        pods: Mapping[Key, Collection[PodInfo]],
+        deployments: Mapping[Key, Collection[DeploymentRef]],
+        config: OperatorConfig,
+    ) -> None:
+        self.kube, self.models, self.pods, self.deployments = kube, models, pods, deployments
+        self.config = config
+        self.written: dict[Key, dict[str, Any]] = {}  # last status written, per model
+        self.restarts: dict[Key, Restarts] = {}
+        self.served: dict[Key, set[str]] = {}  # UIDs of pods seen Ready
+        self.reconciled: dict[Key, int] = {}  # generation the workload was applied for
+        self.writes = 0
+        self._dirty: set[Key] = set()
+        self._wakeup = asyncio.Event()
+        self._started = False  # set by the first wake: kopf runs handlers once indexes are full
+
+    def wake(self, key: Key) -> None:
+        self._dirty.add(key)
+        self._started = True
+        self._wakeup.set()
+
+    def mark_reconciled(self, key: Key, generation: int) -> None:
+        self.reconciled[key] = generation
+        self.wake(key)
+
+    async def run(self) -> None:
+        limit = asyncio.Semaphore(self.config.status_concurrency)
+        last_resync = time.monotonic()
+
+        async def guarded(key: Key) -> None:
+            async with limit:
+                try:
+                    await self.refresh(key)
+                except Exception:
+                    log.exception("status refresh of %s/%s failed; will retry", *key)
+                    self._dirty.add(key)
+
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.config.resync_seconds)
+            self._wakeup.clear()
+            if self._started and time.monotonic() - last_resync >= self.config.resync_seconds:
+                self._dirty.update(self.models.keys())
+                last_resync = time.monotonic()
+            batch, self._dirty = self._dirty, set()
+            await asyncio.gather(*(guarded(key) for key in batch))
+
+    def _forget(self, key: Key) -> None:
+        for memory in (self.written, self.restarts, self.served, self.reconciled):
+            memory.pop(key, None)
+
+    async def refresh(self, key: Key) -> None:
+        model = _first(self.models.get(key))
+        if model is None:
+            self._forget(key)
+            return
+        now = datetime.now(UTC)
+        pods = list(self.pods.get(key) or ())
+        deployment = _first(self.deployments.get(key))
+        baseline = self.written.get(key) or model.status
+
+        previous = self.restarts.get(key) or Restarts.model_validate(baseline.get("restarts", {}))
+        new = restart_logic.find_new_restarts(previous, pods)
+        killed: set[tuple[str, str]] = set()
+        for uid in {r.uid for r in new if r.reason != "OOMKilled"}:
+            killed.update((uid, c) for c in await self.kube.liveness_killed(key[0], uid))
+        new = restart_logic.relabel_liveness(new, killed)
+        restarts = restart_logic.account(previous, pods, new)
+
+        served = self.served.setdefault(key, set())
+        served.update(p.uid for p in pods if p.ready == "True")
+        served.intersection_update(p.uid for p in pods)
+
+        replicas = count_replicas(pods, deployment.replicas if deployment else 0)
+        _, problems = validate(model.spec)
+        generation = self.reconciled.get(key, baseline.get("observedGeneration"))
+        before = [
+            Condition.model_validate(c)
+            for c in baseline.get("conditions", [])
+            if c.get("type") in OWN_CONDITIONS
+        ]
+        ours = conditions(
+            problems=problems,
+            has_deployment=deployment is not None,
+            replicas=replicas,
+            restarts=restarts,
+            trouble=find_trouble(pods, served, now, self.config.thresholds),
+            previous=before,
+            now=now,
+            generation=generation,
+            limits=self.config.thresholds,
+        )
+        others = [
+            c for c in model.status.get("conditions", []) if c.get("type") not in OWN_CONDITIONS
+        ]
+        status: dict[str, Any] = {
+            "ready": f"{replicas.active}/{replicas.desired}",
+            "replicas": replicas.wire(),
+            "pods": count_readiness(pods).wire(),
+            "restarts": restarts.wire(),
+            "conditions": [c.wire() for c in ours] + others,
+        }
+        if generation is not None:
+            status["observedGeneration"] = generation
+
+        changed = {k: v for k, v in status.items() if baseline.get(k) != v}
+        if changed:
+            await self.kube.patch_model_status(model.namespace, model.name, changed)
+            self.writes += 1
+        self.written[key] = {**baseline, **status}
+        self.restarts[key] = restarts
+        await self._post_events(model, new, before, ours)
+
+    async def _post_events(
+        self,
+        model: ModelRef,
+        new: list[restart_logic.NewRestart],
+        before: list[Condition],
+        after: list[Condition],
+    ) -> None:
+        for r in new:
+            reason, what = _RESTART_EVENTS.get(
+                r.reason, ("ContainerRestarted", f"restarted ({r.reason})")
+            )
+            code = f" (exit code {r.exit_code})" if r.exit_code is not None else ""
+            times = f" {r.count} times" if r.count > 1 else ""
+            message = f"Container {r.container} in pod {r.pod}{times}{code} " + what.format(
+                pod=r.pod, container=r.container
+            )
+            await self.kube.post_event(model.involved, "Warning", reason, message)
+        previous = {c.type: c.reason for c in before}
+        for c in after:
+            kind = _TRANSITION_EVENTS.get(c.reason)
+            if kind and previous.get(c.type) != c.reason:
+                await self.kube.post_event(model.involved, kind, c.reason, c.message)

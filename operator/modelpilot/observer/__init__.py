@@ -1,0 +1,1 @@
+"""Pods -> ModelDeployment status (pure): replicas, readiness, restarts, conditions."""

@@ -1,0 +1,1 @@
+"""ModelDeployment -> owned Deployment and Service (pure: validation and rendering)."""

@@ -1,0 +1,80 @@
+from typing import Any
+
+from modelpilot.workload.validate import validate
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "port": 8000,
+        "template": {
+            "spec": {
+                "containers": [
+                    {"name": "model", "image": "m:1", "ports": [{"containerPort": 8000}]}
+                ]
+            }
+        },
+    }
+    base.update(overrides)
+    return base
+
+
+def test_valid_spec_gets_defaults() -> None:
+    parsed, problems = validate(spec())
+    assert problems == []
+    assert parsed is not None
+    assert parsed.autoscaling.min_replicas == 1
+    assert parsed.autoscaling.scale_down_delay_seconds == 900
+    assert parsed.autoscaling.target_utilization_percentage == 70
+    assert parsed.advisor.mode == "Recommend"
+
+
+def test_min_greater_than_max_names_both_fields() -> None:
+    parsed, problems = validate(spec(autoscaling={"minReplicas": 3, "maxReplicas": 2}))
+    assert parsed is None
+    assert problems == [
+        "spec.autoscaling.minReplicas (3) is greater than spec.autoscaling.maxReplicas (2)"
+    ]
+
+
+def test_template_without_containers() -> None:
+    parsed, problems = validate(spec(template={"spec": {"containers": []}}))
+    assert parsed is None
+    assert problems == ["spec.template.spec.containers is empty: add the model server container"]
+
+
+def test_port_no_container_exposes() -> None:
+    _, problems = validate(spec(port=9000))
+    assert problems == [
+        "spec.port 9000 is not a containerPort of any container in spec.template "
+        "(declared: 8000 (model))"
+    ]
+
+
+def test_scale_to_zero_is_refused_with_the_reason() -> None:
+    _, problems = validate(spec(autoscaling={"minReplicas": 0, "maxReplicas": 2}))
+    assert len(problems) == 1
+    assert problems[0].startswith("spec.autoscaling.minReplicas 0 (scale to zero)")
+
+
+def test_type_errors_name_the_field() -> None:
+    _, problems = validate(spec(autoscaling={"maxReplicas": "many"}))
+    assert len(problems) == 1
+    assert problems[0].startswith("spec.autoscaling.maxReplicas: ")
+
+
+def test_meter_port_clash_and_limits() -> None:
+    _, problems = validate(
+        spec(
+            meter={"port": 8000},
+            advisor={"limits": {"maxReplicas": {"min": 5, "max": 2}}},
+        )
+    )
+    assert problems == [
+        "spec.meter.port 8000 is already used by the model server; choose another port",
+        "spec.advisor.limits.maxReplicas: min (5) is greater than max (2)",
+    ]
+
+
+def test_meter_off_allows_its_ports() -> None:
+    _, problems = validate(spec(meter={"enabled": False, "port": 8000}))
+    assert problems == []

@@ -1,0 +1,259 @@
+"""Observer benchmark: 200 ModelDeployments x 5 pods on the local control plane.
+
+Prints
+- p50/p99 time from a pod status change (the kubelet's patch returning) to the
+  ModelDeployment status showing it, next to the baseline: the time the same change takes
+  to reach any watcher of the pod itself (the floor the operator cannot beat);
+- status writes per minute while nothing changes (target 0);
+- the operator's peak RSS.
+
+Run: .venv/bin/python benchmarks/observer.py [--models 200] [--pods 5] [--changes 400]
+"""
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
+from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.kubelet import FakeKubelet
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class Watcher(threading.Thread):
+    """Records when each object was last seen in a given state, from a watch stream."""
+
+    def __init__(self, list_fn: Any, *args: Any, key: Any) -> None:
+        super().__init__(daemon=True)
+        self.list_fn, self.args, self.key = list_fn, args, key
+        self.seen: dict[tuple[str, Any], float] = {}
+        self.modified = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def run(self) -> None:
+        stream = watch.Watch()
+        for event in stream.stream(self.list_fn, *self.args, timeout_seconds=3600):
+            now = time.monotonic()
+            obj = event["object"]
+            obj = (
+                obj if isinstance(obj, dict) else client.ApiClient().sanitize_for_serialization(obj)
+            )
+            with self.lock:
+                if event["type"] == "MODIFIED":
+                    self.modified += 1
+                state = self.key(obj)
+                self.seen.setdefault((obj["metadata"]["name"], state), now)
+            if self.stopped:
+                break
+
+    def first_seen(self, name: str, state: Any) -> float | None:
+        with self.lock:
+            return self.seen.get((name, state))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=200)
+    parser.add_argument("--pods", type=int, default=5)
+    parser.add_argument("--changes", type=int, default=400, help="pod status changes to time")
+    parser.add_argument("--rate", type=float, default=20.0, help="changes per second")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+
+    existing = controlplane.load_state()
+    started = not (existing and controlplane.is_healthy(existing))
+    state = controlplane.up()
+    admin = config.new_client_from_config(config_file=str(state.kubeconfig))
+    admin.configuration.connection_pool_maxsize = 16
+    subprocess.run(
+        ["kubectl", f"--kubeconfig={state.kubeconfig}", "apply", "-k", str(REPO / "manifests")],
+        check=True,
+        capture_output=True,
+    )
+    core, custom = client.CoreV1Api(admin), client.CustomObjectsApi(admin)
+    namespace = f"bench-observer-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    kubelet = FakeKubelet(admin)
+    names = [f"model-{i:03d}" for i in range(args.models)]
+    pool = ThreadPoolExecutor(8)
+
+    def create_model(name: str) -> None:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelDeployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "port": 8000,
+                    "autoscaling": {"minReplicas": args.pods, "maxReplicas": args.pods},
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "model",
+                                    "image": "example.invalid/m:1",
+                                    "ports": [{"containerPort": 8000}],
+                                }
+                            ]
+                        }
+                    },
+                },
+            },
+        )
+        for p in range(args.pods):
+            pod = f"{name}-{p}"
+            kubelet.create_pod(namespace, pod, labels={MODEL_LABEL: name})
+            kubelet.set_status(namespace, pod, ready="False")
+
+    t0 = time.monotonic()
+    list(pool.map(create_model, names))
+    print(
+        f"created {args.models} ModelDeployments and {args.models * args.pods} pods "
+        f"in {time.monotonic() - t0:.1f}s"
+    )
+
+    metrics_port, health_port = pick_port(), pick_port()
+    log_path = state.state_dir / "logs" / "operator-bench.log"
+    with log_path.open("wb") as log:
+        operator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelpilot",
+                "run",
+                f"--metrics-address=127.0.0.1:{metrics_port}",
+                f"--health-address=127.0.0.1:{health_port}",
+                f"--namespace={namespace}",
+            ],
+            env={**os.environ, "KUBECONFIG": str(state.operator_kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def all_counted() -> bool:
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+            return (
+                sum(i.get("status", {}).get("replicas", {}).get("starting", 0) for i in items)
+                == args.models * args.pods
+            )
+
+        t0 = time.monotonic()
+        if not wait_until(all_counted, 300, interval=1):
+            sys.exit(f"operator did not catch up; see {log_path}")
+        print(f"operator reflected all pods in {time.monotonic() - t0:.1f}s after start")
+
+        models_watch = Watcher(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            key=lambda o: o.get("status", {}).get("replicas", {}).get("active"),
+        )
+        pods_watch = Watcher(
+            core.list_namespaced_pod,
+            namespace,
+            key=lambda o: next(
+                (c["status"] for c in o["status"].get("conditions") or [] if c["type"] == "Ready"),
+                None,
+            ),
+        )
+        models_watch.start()
+        pods_watch.start()
+        time.sleep(2)
+
+        # Flip one pod of a model to Ready, then later another: each change moves `active`.
+        active: dict[str, int] = defaultdict(int)
+        samples: list[tuple[str, str, int, float]] = []
+        interval = 1.0 / args.rate
+        for i in range(args.changes):
+            model = names[i % args.models]
+            pod = f"{model}-{active[model] % args.pods}"
+            ready = "True" if active[model] < args.pods else "False"
+            kubelet.set_status(namespace, pod, ready=ready)
+            active[model] += 1
+            samples.append((model, pod, active[model], time.monotonic()))
+            time.sleep(interval)
+
+        def reflected() -> bool:
+            return all(models_watch.first_seen(m, n) for m, _, n, _ in samples)
+
+        wait_until(reflected, 30, interval=0.2)
+        latencies, floors, missing = [], [], 0
+        for model, pod, count, at in samples:
+            seen = models_watch.first_seen(model, count)
+            pod_seen = pods_watch.first_seen(pod, "True")
+            if seen is None:
+                missing += 1
+                continue
+            latencies.append(seen - at)
+            if pod_seen is not None:
+                floors.append(max(pod_seen - at, 0.0))
+
+        # Idle: nothing changes; count every write to the ModelDeployments.
+        time.sleep(3)
+        before = models_watch.modified
+        time.sleep(args.idle_seconds)
+        idle_writes = models_watch.modified - before
+        models_watch.stopped = pods_watch.stopped = True
+
+        status = Path(f"/proc/{operator.pid}/status").read_text()
+        peak_kib = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+        )
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+        if started:
+            controlplane.down()
+
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    b50, b99 = percentile(floors, 50), percentile(floors, 99)
+    print(
+        f"\nobserver benchmark: {args.models} ModelDeployments x {args.pods} pods, "
+        f"{len(samples)} pod status changes at {args.rate:.0f}/s"
+    )
+    missed = f"; {missing} changes never reflected" if missing else ""
+    print(
+        f"  pod change -> ModelDeployment status: p50 {p50 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms (target p99 <= 2000 ms){missed}"
+    )
+    print(
+        f"  baseline, pod change -> pod watch:     p50 {b50 * 1000:.0f} ms, p99 {b99 * 1000:.0f} ms"
+    )
+    print(f"  ratio to baseline: p50 x{p50 / max(b50, 1e-3):.1f}, p99 x{p99 / max(b99, 1e-3):.1f}")
+    print(
+        f"  status writes while idle: {idle_writes / args.idle_seconds * 60:.1f} per minute "
+        f"(target 0; {idle_writes} in {args.idle_seconds:.0f}s)"
+    )
+    print(f"  operator peak RSS: {peak_kib / 1024:.0f} MiB")
+    print(f"  mean latency {statistics.mean(latencies) * 1000:.0f} ms; operator log: {log_path}")
+
+
+if __name__ == "__main__":
+    main()

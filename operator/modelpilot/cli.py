@@ -68,3 +68,85 @@ def run(
         ),
         verbose=verbose,
     )
+
+
+@main.command()
+@click.option(
+    "--listen",
+    default="0.0.0.0:8099",
+    show_default=True,
+    help="host:port for model traffic (the Service's target).",
+)
+@click.option(
+    "--upstream",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The model server, in the same pod.",
+)
+@click.option(
+    "--metrics-listen",
+    default="0.0.0.0:9099",
+    show_default=True,
+    help="host:port for /metrics, /healthz and /readyz.",
+)
+@click.option("--model-deployment", required=True, help="Value of the model_deployment label.")
+@click.option(
+    "--max-concurrency",
+    default=0,
+    show_default=True,
+    help="Requests served at once; more wait in a queue. 0: unlimited.",
+)
+@click.option(
+    "--max-queue",
+    default=1000,
+    show_default=True,
+    help="Requests that may wait for a slot; more get 503 at once.",
+)
+@click.option(
+    "--queue-timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds a request may wait in the queue before it gets 503.",
+)
+@click.option(
+    "--drain-timeout",
+    default=25.0,
+    show_default=True,
+    help="On SIGTERM, seconds in-flight requests get to finish.",
+)
+@click.option(
+    "--upstream-timeout",
+    default=600.0,
+    show_default=True,
+    help="Longest silence from the model server before 504.",
+)
+@click.option(
+    "--upstream-ready-path",
+    default="/health",
+    show_default=True,
+    help="The model server's readiness path (the meter's /readyz follows it).",
+)
+@click.option(
+    "--passthrough-path",
+    "passthrough_paths",
+    multiple=True,
+    help="Path forwarded but not counted as inference (repeatable; default: common health paths).",
+)
+@click.option(
+    "--uvloop/--no-uvloop",
+    default=True,
+    show_default=True,
+    help="Run on uvloop (faster; see benchmarks/meter.py).",
+)
+def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -> None:
+    """Run the meter sidecar: a reverse proxy that measures every request."""
+    import logging
+
+    from modelpilot.meter.config import MeterConfig
+    from modelpilot.meter.server import run as run_meter
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = MeterConfig.model_validate(
+        {**options, **({"passthrough_paths": passthrough_paths} if passthrough_paths else {})}
+    )
+    run_meter(config, use_uvloop=uvloop)

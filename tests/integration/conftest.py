@@ -161,7 +161,10 @@ def prometheus_scraping(tmp_path: Path) -> Iterator[Callable[..., PrometheusServ
         config_ = scrape_config(interval_seconds=interval_seconds, static_targets=targets)
         server = PrometheusServer(workdir, config=config_)
         servers.append(server)
-        return server.start()
+        server.start()
+        if not wait_until(server.targets_up, 20, interval=0.25):
+            raise RuntimeError(f"Prometheus did not scrape {targets}")
+        return server
 
     yield start
     for server in servers:

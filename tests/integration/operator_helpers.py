@@ -11,15 +11,24 @@ from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], timeout: float = 20, interval: float = 0.2) -> T:
+def eventually(
+    check: Callable[[], T],
+    timeout: float = 20,
+    interval: float = 0.2,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
     """Retry `check` until it returns without an AssertionError, a KeyError (status not
-    written yet) or an ApiException 404 (object not created yet)."""
+    written yet), an ApiException 404 (object not created yet) or one of `retry_on`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return check()
-        except (AssertionError, KeyError, client.ApiException) as exc:
-            if isinstance(exc, client.ApiException) and exc.status != 404:
+        except (AssertionError, KeyError, client.ApiException, *retry_on) as exc:
+            if (
+                isinstance(exc, client.ApiException)
+                and exc.status != 404
+                and not isinstance(exc, retry_on)
+            ):
                 raise
             if time.monotonic() > deadline:
                 raise

@@ -11,6 +11,7 @@ from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import ContainerState, FakeKubelet
 
 from .conftest import apply_crd
+from .operator_helpers import eventually
 
 GADGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -148,7 +149,14 @@ def test_rbac_is_enforced_for_the_operator_identity(
             ],
         },
     )
-    assert client.CoreV1Api(operator_api).list_namespaced_pod(namespace).items == []
+    # The authorizer learns of new bindings through a watch: allow it a moment.
+    assert (
+        eventually(
+            lambda: client.CoreV1Api(operator_api).list_namespaced_pod(namespace),
+            retry_on=(client.ApiException,),
+        ).items
+        == []
+    )
 
 
 def test_second_control_plane_takes_other_ports_and_down_stops_only_its_own(

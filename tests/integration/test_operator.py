@@ -46,11 +46,12 @@ def test_owned_deployment_and_service(
     assert dep.spec.template.metadata.labels[MODEL_LABEL] == "chat"
     (owner,) = dep.metadata.owner_references
     assert (owner.kind, owner.uid, owner.controller) == ("ModelDeployment", uid, True)
-    (container,) = dep.spec.template.spec.containers
+    container, meter = dep.spec.template.spec.containers
     assert container.resources.limits == {"nvidia.com/gpu": "1", "memory": "8Gi"}
+    assert meter.name == "modelpilot-meter"
     svc = eventually(lambda: core.read_namespaced_service("chat", namespace))
     assert svc.spec.selector == {MODEL_LABEL: "chat"}
-    assert [(p.port, p.target_port) for p in svc.spec.ports] == [(8000, 8000)]
+    assert [(p.port, p.target_port) for p in svc.spec.ports] == [(8000, "meter-http")]
 
     def status_written() -> None:
         status = models.status("chat")

@@ -21,11 +21,12 @@ SPEC = ModelDeploymentSpec.model_validate(
         "autoscaling": {"minReplicas": 2, "maxReplicas": 5},
     }
 )
+IMAGE = "registry.example/modelpilot:1"
 OWNER = render.owner_reference("modelpilot.dev/v1alpha1", "ModelDeployment", "chat", "u-1")
 
 
 def test_deployment_selects_exactly_this_models_pods() -> None:
-    dep = render.deployment("chat", "ns", SPEC, OWNER, replicas=None)
+    dep = render.deployment("chat", "ns", SPEC, OWNER, None, IMAGE)
     assert dep["spec"]["selector"] == {"matchLabels": {MODEL_LABEL: "chat"}}
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert labels[MODEL_LABEL] == "chat"  # ours win over a template label of the same key
@@ -35,22 +36,41 @@ def test_deployment_selects_exactly_this_models_pods() -> None:
 
 
 def test_model_container_is_passed_through_untouched() -> None:
-    dep = render.deployment("chat", "ns", SPEC, OWNER, replicas=None)
-    assert dep["spec"]["template"]["spec"]["containers"] == SPEC.template["spec"]["containers"]
+    dep = render.deployment("chat", "ns", SPEC, OWNER, None, IMAGE)
+    model, _meter = dep["spec"]["template"]["spec"]["containers"]
+    assert [model] == SPEC.template["spec"]["containers"]
     # and the spec's own template is not mutated by rendering
     assert SPEC.template["metadata"]["labels"][MODEL_LABEL] == "spoofed"
 
 
 def test_replicas_start_at_min_and_stay_inside_bounds() -> None:
-    assert render.deployment("c", "ns", SPEC, OWNER, None)["spec"]["replicas"] == 2
-    assert render.deployment("c", "ns", SPEC, OWNER, 4)["spec"]["replicas"] == 4
-    assert render.deployment("c", "ns", SPEC, OWNER, 9)["spec"]["replicas"] == 5
-    assert render.deployment("c", "ns", SPEC, OWNER, 1)["spec"]["replicas"] == 2
+    assert render.deployment("c", "ns", SPEC, OWNER, None, IMAGE)["spec"]["replicas"] == 2
+    assert render.deployment("c", "ns", SPEC, OWNER, 4, IMAGE)["spec"]["replicas"] == 4
+    assert render.deployment("c", "ns", SPEC, OWNER, 9, IMAGE)["spec"]["replicas"] == 5
+    assert render.deployment("c", "ns", SPEC, OWNER, 1, IMAGE)["spec"]["replicas"] == 2
 
 
-def test_service_targets_the_model_port() -> None:
+def test_meter_is_injected_in_front_of_the_model() -> None:
+    template = render.deployment("chat", "ns", SPEC, OWNER, None, IMAGE)["spec"]["template"]
+    meter = template["spec"]["containers"][1]
+    assert meter["name"] == "modelpilot-meter"
+    assert meter["image"] == IMAGE
+    assert "--upstream=http://127.0.0.1:8000" in meter["args"]
+    assert "--model-deployment=chat" in meter["args"]
+    assert "--drain-timeout=25" in meter["args"]  # default grace 30 s, minus 5
+    assert meter["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "meter-metrics"}
+    assert meter["securityContext"]["runAsNonRoot"] is True
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9099"
+
+
+def test_service_targets_the_meter_or_the_model() -> None:
     svc = render.service("chat", "ns", SPEC, OWNER)
     assert svc["spec"]["selector"] == {MODEL_LABEL: "chat"}
     assert svc["spec"]["ports"] == [
-        {"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}
+        {"name": "http", "port": 8000, "targetPort": "meter-http", "protocol": "TCP"}
     ]
+    unmetered = SPEC.model_copy(update={"meter": SPEC.meter.model_copy(update={"enabled": False})})
+    assert render.service("chat", "ns", unmetered, OWNER)["spec"]["ports"][0]["targetPort"] == 8000
+    template = render.deployment("c", "ns", unmetered, OWNER, None, IMAGE)["spec"]["template"]
+    assert len(template["spec"]["containers"]) == 1
+    assert "annotations" not in template["metadata"]

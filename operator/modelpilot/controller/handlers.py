@@ -65,7 +65,7 @@ async def startup(
 
     kube = Kube(load_api_client(pool_size=config.status_concurrency * 2))
     memo.kube = kube
-    memo.applier = WorkloadApplier(kube)
+    memo.applier = WorkloadApplier(kube, config.meter_image)
     memo.worker = StatusWorker(kube, model_index, pods, deployments, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
 

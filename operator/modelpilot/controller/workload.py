@@ -50,8 +50,9 @@ def _keep_server_fields(desired: dict[str, Any], live: dict[str, Any]) -> dict[s
 
 
 class WorkloadApplier:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, meter_image: str) -> None:
         self.kube = kube
+        self.meter_image = meter_image
         # One apply at a time per model: reconcile and the put-back of a watch event
         # would otherwise race to create the same object.
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -66,7 +67,7 @@ class WorkloadApplier:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         owner = render.owner_reference(API_VERSION, KIND, name, uid)
         return (
-            render.deployment(name, namespace, spec, owner, replicas),
+            render.deployment(name, namespace, spec, owner, replicas, self.meter_image),
             render.service(name, namespace, spec, owner),
         )
 

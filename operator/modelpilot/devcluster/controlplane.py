@@ -203,7 +203,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> ClusterSta
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                # Room for many models: every ModelDeployment has a Service (a /24 ran out).
+                "--service-cluster-ip-range=10.0.0.0/16",
                 "--insecure-port=0",
                 "--allow-privileged=true",
                 "--disable-admission-plugins=ServiceAccount",

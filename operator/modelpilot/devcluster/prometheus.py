@@ -5,6 +5,7 @@ turning it into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`,
 starting a Prometheus on those blocks.
 """
 
+import json
 import math
 import shutil
 import subprocess
@@ -166,6 +167,21 @@ class PrometheusServer:
                 return bool(resp.status == 200)
         except OSError:
             return False
+
+    def targets_up(self) -> bool:
+        """Whether every configured scrape target has been scraped successfully. Prometheus
+        hands new targets to its scrapers about 5 s after start (discovery throttling)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=2) as resp:
+                active = json.load(resp)["data"]["activeTargets"]
+        except OSError:
+            return False
+        wanted = sum(
+            len(c["targets"])
+            for job in self.config.get("scrape_configs", [])
+            for c in job.get("static_configs", [])
+        )
+        return len(active) >= wanted and all(t["health"] == "up" for t in active)
 
     def reload(self) -> None:
         """Re-read the config (after `self.config` changed)."""

@@ -22,11 +22,80 @@ def clamp_replicas(current: int | None, spec: ModelDeploymentSpec) -> int:
     return min(max(current if current is not None else low, low), high)
 
 
-def pod_template(name: str, spec: ModelDeploymentSpec) -> dict[str, Any]:
+METER_CONTAINER = "modelpilot-meter"
+METER_PORT_NAME = "meter-http"
+METER_METRICS_PORT_NAME = "meter-metrics"
+DEFAULT_GRACE_SECONDS = 30
+
+
+def meter_container(
+    name: str, spec: ModelDeploymentSpec, image: str, grace_seconds: int
+) -> dict[str, Any]:
+    """The meter in front of the model server: same pod, so it reaches it on loopback."""
+    meter = spec.meter
+    return {
+        "name": METER_CONTAINER,
+        "image": meter.image or image,
+        "args": [
+            "meter",
+            f"--listen=0.0.0.0:{meter.port}",
+            f"--upstream=http://127.0.0.1:{spec.port}",
+            f"--metrics-listen=0.0.0.0:{meter.metrics_port}",
+            f"--model-deployment={name}",
+            f"--max-concurrency={meter.max_concurrency}",
+            f"--queue-timeout={meter.queue_timeout_seconds}",
+            # Finish in-flight requests before the kubelet's SIGKILL.
+            f"--drain-timeout={max(grace_seconds - 5, 1)}",
+        ],
+        "ports": [
+            {"name": METER_PORT_NAME, "containerPort": meter.port, "protocol": "TCP"},
+            {
+                "name": METER_METRICS_PORT_NAME,
+                "containerPort": meter.metrics_port,
+                "protocol": "TCP",
+            },
+        ],
+        # Ready when the model server is (the meter asks it) and not draining.
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": METER_METRICS_PORT_NAME},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METER_METRICS_PORT_NAME},
+            "periodSeconds": 10,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def pod_template(name: str, spec: ModelDeploymentSpec, meter_image: str) -> dict[str, Any]:
+    """The user's template with our labels and, when enabled, the meter; the model
+    containers stay exactly as written."""
     template = copy.deepcopy(spec.template)
     metadata = template.setdefault("metadata", {})
     metadata["labels"] = {**(metadata.get("labels") or {}), **object_labels(name)}
-    # The meter sidecar is injected here (issue "meter"); the model containers stay as written.
+    if spec.meter.enabled:
+        pod_spec = template.setdefault("spec", {})
+        grace = pod_spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        pod_spec["containers"] = [
+            *pod_spec.get("containers", []),
+            meter_container(name, spec, meter_image, grace),
+        ]
+        # For Prometheus' kubernetes_sd pod role (see README) and PodMonitors.
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(spec.meter.metrics_port),
+            "prometheus.io/path": "/metrics",
+        }
     return template
 
 
@@ -36,6 +105,7 @@ def deployment(
     spec: ModelDeploymentSpec,
     owner: dict[str, Any],
     replicas: int | None,
+    meter_image: str,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -49,7 +119,7 @@ def deployment(
         "spec": {
             "replicas": clamp_replicas(replicas, spec),
             "selector": {"matchLabels": selector_labels(name)},
-            "template": pod_template(name, spec),
+            "template": pod_template(name, spec, meter_image),
             "revisionHistoryLimit": 3,
         },
     }
@@ -69,8 +139,14 @@ def service(
         },
         "spec": {
             "selector": selector_labels(name),
+            # Through the meter when it is on, so every request is measured.
             "ports": [
-                {"name": "http", "port": spec.port, "targetPort": spec.port, "protocol": "TCP"}
+                {
+                    "name": "http",
+                    "port": spec.port,
+                    "protocol": "TCP",
+                    "targetPort": METER_PORT_NAME if spec.meter.enabled else spec.port,
+                }
             ],
         },
     }

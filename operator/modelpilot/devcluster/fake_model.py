@@ -1,0 +1,171 @@
+"""A stand-in model server for tests, benchmarks and the demo.
+
+Like a batching GPU server, its latency grows with the requests it serves at once:
+latency = base + per_request x (concurrent - 1). Endpoints:
+
+  POST /predict        JSON in, JSON out ({"output": ..., "latency_ms": ...})
+  POST /v1/completions with {"stream": true}: server-sent events, one token per `--token-ms`
+  POST /echo           the request body back, streamed
+  GET  /status/{code}  that status, with a small body
+  GET  /slow?seconds=S answers after S seconds
+  GET  /ws             a WebSocket that echoes; send "close:CODE" to be closed with CODE
+  GET  /health         200 once loaded (after --load-seconds), 503 before
+  GET  /stats          what it has seen (for tests): requests, cancelled, bytes received
+
+Run: python -m modelpilot.devcluster.fake_model --port 8000
+"""
+
+import argparse
+import asyncio
+import json
+import time
+
+from aiohttp import WSMsgType, web
+
+
+class FakeModel:
+    def __init__(
+        self,
+        base_ms: float = 20,
+        per_request_ms: float = 5,
+        token_ms: float = 20,
+        load_seconds: float = 0,
+    ) -> None:
+        self.base_ms, self.per_request_ms, self.token_ms = base_ms, per_request_ms, token_ms
+        self.ready_at = time.monotonic() + load_seconds
+        self.in_flight = 0
+        self.stats = {"requests": 0, "cancelled": 0, "bytes_received": 0}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=0)
+        app.add_routes(
+            [
+                web.post("/predict", self.predict),
+                web.post("/v1/completions", self.completions),
+                web.post("/echo", self.echo),
+                web.get("/status/{code}", self.status),
+                web.get("/slow", self.slow),
+                web.get("/ws", self.websocket),
+                web.get("/health", self.health),
+                web.get("/stats", self.get_stats),
+            ]
+        )
+        return app
+
+    def _latency(self) -> float:
+        return (self.base_ms + self.per_request_ms * max(self.in_flight - 1, 0)) / 1000
+
+    async def predict(self, request: web.Request) -> web.Response:
+        self.stats["requests"] += 1
+        self.in_flight += 1
+        try:
+            payload = await request.json()
+            latency = self._latency()
+            await asyncio.sleep(latency)
+            return web.json_response(
+                {
+                    "output": f"echo:{payload.get('input', '')}",
+                    "latency_ms": round(latency * 1000, 1),
+                }
+            )
+        except asyncio.CancelledError:
+            self.stats["cancelled"] += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        self.in_flight += 1
+        try:
+            payload = await request.json()
+            tokens = int(payload.get("max_tokens", 5))
+            if not payload.get("stream"):
+                await asyncio.sleep(self._latency() + tokens * self.token_ms / 1000)
+                return web.json_response({"choices": [{"text": "tok " * tokens}]})
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)
+            await asyncio.sleep(self._latency())
+            for i in range(tokens):
+                await response.write(f"data: {json.dumps({'token': i})}\n\n".encode())
+                await asyncio.sleep(self.token_ms / 1000)
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        except asyncio.CancelledError:
+            self.stats["cancelled"] += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def echo(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        response = web.StreamResponse()
+        response.content_type = request.content_type
+        await response.prepare(request)
+        async for chunk in request.content.iter_any():
+            self.stats["bytes_received"] += len(chunk)
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def status(self, request: web.Request) -> web.Response:
+        self.stats["requests"] += 1
+        code = int(request.match_info["code"])
+        return web.Response(status=code, text=f"status {code}\n")
+
+    async def slow(self, request: web.Request) -> web.Response:
+        self.stats["requests"] += 1
+        try:
+            await asyncio.sleep(float(request.query.get("seconds", "1")))
+        except asyncio.CancelledError:
+            self.stats["cancelled"] += 1
+            raise
+        return web.Response(text="slow\n")
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and msg.data.startswith("close:"):
+                await ws.close(code=int(msg.data.split(":", 1)[1]))
+            elif msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    async def health(self, _: web.Request) -> web.Response:
+        if time.monotonic() < self.ready_at:
+            return web.Response(status=503, text="loading model\n")
+        return web.Response(text="ok\n")
+
+    async def get_stats(self, _: web.Request) -> web.Response:
+        return web.json_response(self.stats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A stand-in model server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--base-ms", type=float, default=20)
+    parser.add_argument("--per-request-ms", type=float, default=5)
+    parser.add_argument("--token-ms", type=float, default=20)
+    parser.add_argument("--load-seconds", type=float, default=0)
+    args = parser.parse_args()
+    model = FakeModel(args.base_ms, args.per_request_ms, args.token_ms, args.load_seconds)
+    # Like real servers, notice a client (the meter) that hangs up and stop working for it.
+    web.run_app(
+        model.app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        handler_cancellation=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The fake model server and the meter as real processes on loopback (tests, benchmarks,
+the demo)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import wait_until
+
+
+def _get(url: str, timeout: float = 2) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def flags(**options: object) -> list[str]:
+    """--name=value for each option; a True option is a bare --name."""
+    return [
+        f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
+        for k, v in options.items()
+    ]
+
+
+class Process:
+    def __init__(self, args: list[str], log: Path, ready_url: str) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        if not wait_until(lambda: _get(ready_url)[0] == 200, 20, interval=0.05):
+            self.stop()
+            raise RuntimeError(f"{args[2:4]} did not start:\n{log.read_text()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+class FakeModelProcess(Process):
+    def __init__(self, workdir: Path, **options: object) -> None:
+        self.port = pick_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "modelpilot.devcluster.fake_model", f"--port={self.port}"]
+        args += flags(**options)
+        super().__init__(args, workdir / f"model-{self.port}.log", f"{self.url}/health")
+
+    def stats(self) -> dict[str, int]:
+        stats: dict[str, int] = json.loads(_get(f"{self.url}/stats")[1])
+        return stats
+
+
+class MeterProcess(Process):
+    def __init__(self, workdir: Path, upstream: str, **options: object) -> None:
+        self.port, self.metrics_port = pick_port(), pick_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.metrics_port}"
+        args = [
+            sys.executable,
+            "-m",
+            "modelpilot",
+            "meter",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--metrics-listen=127.0.0.1:{self.metrics_port}",
+            f"--upstream={upstream}",
+            "--model-deployment=chat",
+        ]
+        args += flags(**options)
+        super().__init__(args, workdir / f"meter-{self.port}.log", f"{self.admin}/healthz")
+
+    def readyz(self) -> int:
+        return _get(f"{self.admin}/readyz")[0]
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        text = _get(f"{self.admin}/metrics")[1]
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
+
+    def rss_peak_kib(self) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+        )

@@ -1,0 +1,33 @@
+"""Meter settings (from `modelpilot meter` flags)."""
+
+from pydantic import BaseModel, Field
+
+DEFAULT_PASSTHROUGH = (
+    "/health",
+    "/healthz",
+    "/ready",
+    "/readyz",
+    "/live",
+    "/livez",
+    "/ping",
+    "/v2/health/ready",
+    "/v2/health/live",
+    "/metrics",
+)
+
+
+class MeterConfig(BaseModel):
+    listen: str = "0.0.0.0:8099"
+    upstream: str = "http://127.0.0.1:8000"
+    metrics_listen: str = "0.0.0.0:9099"
+    model_deployment: str
+    max_concurrency: int = Field(0, ge=0, description="0: unlimited")
+    max_queue: int = Field(1000, ge=0, description="requests that may wait for a slot")
+    queue_timeout: float = Field(60.0, gt=0)
+    drain_timeout: float = Field(25.0, ge=0)
+    upstream_timeout: float = Field(600.0, gt=0, description="longest silence from upstream")
+    connect_timeout: float = Field(5.0, gt=0)
+    upstream_ready_path: str = "/health"
+    passthrough_paths: tuple[str, ...] = DEFAULT_PASSTHROUGH
+    async_max_body_bytes: int = 16 * 1024 * 1024
+    async_result_ttl: float = 600.0

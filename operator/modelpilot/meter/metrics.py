@@ -1,0 +1,154 @@
+"""The meter's Prometheus series (names and labels are a public contract, see design.md)."""
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from modelpilot.meter.concurrency import STATES, ConcurrencyTracker
+
+# Model serving spans milliseconds (a cached embedding) to tens of minutes (a long
+# generation or a batch job), and bytes to a GiB (images, audio, long contexts).
+TIME_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    20,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1200,
+    1800,
+)
+SIZE_BUCKETS = tuple(float(4**i) for i in range(3, 16))  # 64 B ... 1 GiB
+
+
+class _Concurrency(Collector):
+    def __init__(self, model: str, tracker: ConcurrencyTracker, queue_size: "AsyncQueueSize"):
+        self.model, self.tracker, self.queue_size = model, tracker, queue_size
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        counts, seconds = self.tracker.snapshot()
+        gauge = GaugeMetricFamily(
+            "modelpilot_concurrent_requests",
+            "Requests in the meter now: being served (active) or waiting (queued).",
+            labels=["model_deployment", "state"],
+        )
+        total = CounterMetricFamily(
+            "modelpilot_concurrency_seconds",
+            "Integral of concurrent requests over time; rate() is the average concurrency.",
+            labels=["model_deployment", "state"],
+        )
+        for state in STATES:
+            gauge.add_metric([self.model, state], counts[state])
+            total.add_metric([self.model, state], seconds[state])
+        queue = GaugeMetricFamily(
+            "modelpilot_async_queue_size",
+            "Async requests accepted and waiting to run.",
+            labels=["model_deployment"],
+        )
+        queue.add_metric([self.model], self.queue_size())
+        yield from (gauge, total, queue)
+
+
+class AsyncQueueSize:
+    """Reads the async queue's length at scrape time (set by the proxy)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def __call__(self) -> int:
+        return self.size
+
+
+class MeterMetrics:
+    def __init__(self, model: str, tracker: ConcurrencyTracker) -> None:
+        self.model = model
+        self.registry = CollectorRegistry()
+        self.async_queue = AsyncQueueSize()
+        r = self.registry
+        by_class = ["model_deployment", "status_class"]
+        self.requests = Counter(
+            "modelpilot_requests",
+            "Inference requests by status.",
+            ["model_deployment", "status_code", "status_class", "is_async"],
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "modelpilot_end_to_end_response_time_seconds",
+            "Request received to last response byte sent: queueing plus inference.",
+            by_class,
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "modelpilot_inference_time_seconds",
+            "Time in the model server only: request sent upstream to its last byte.",
+            by_class,
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "modelpilot_time_to_first_byte_seconds",
+            "Request received to first response byte sent (includes queueing).",
+            by_class,
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.request_size = Histogram(
+            "modelpilot_request_size_bytes",
+            "Request body size.",
+            by_class,
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.response_size = Histogram(
+            "modelpilot_response_size_bytes",
+            "Response body size.",
+            by_class,
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.time_in_async_queue = Histogram(
+            "modelpilot_time_in_async_queue_seconds",
+            "Time an async request waited before it ran.",
+            ["model_deployment"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        r.register(_Concurrency(model, tracker, self.async_queue))
+
+    def record(
+        self,
+        *,
+        status_code: int,
+        status_class: str,
+        is_async: bool,
+        end_to_end: float,
+        ttfb: float | None,
+        inference: float | None,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        labels = (self.model, status_class)
+        self.requests.labels(
+            self.model, str(status_code), status_class, "true" if is_async else "false"
+        ).inc()
+        self.end_to_end.labels(*labels).observe(end_to_end)
+        if ttfb is not None:
+            self.ttfb.labels(*labels).observe(ttfb)
+        if inference is not None:
+            self.inference.labels(*labels).observe(inference)
+        self.request_size.labels(*labels).observe(request_bytes)
+        self.response_size.labels(*labels).observe(response_bytes)

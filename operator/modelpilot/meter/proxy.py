@@ -1,0 +1,326 @@
+"""The reverse proxy: forward every request to the model server, streaming both ways, and
+measure it. Request and response bodies are never logged and never held whole (except an
+async request's, which must wait in memory for its turn)."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from modelpilot.meter.admission import Admission, Rejected
+from modelpilot.meter.asyncjobs import ASYNC_PATH, AsyncJobs
+from modelpilot.meter.classify import CLIENT_CLOSED, http_class, websocket_class
+from modelpilot.meter.concurrency import ConcurrencyTracker
+from modelpilot.meter.config import MeterConfig
+from modelpilot.meter.metrics import MeterMetrics
+
+log = logging.getLogger("modelpilot.meter")
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and Host belong to one connection, not the message.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+RESERVED_PREFIX = "/_modelpilot/"
+
+
+def forward_headers(headers: CIMultiDictProxy[str], peer: str | None = None) -> CIMultiDict[str]:
+    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+    if peer:
+        prior = headers.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    return out
+
+
+@dataclass
+class Exchange:
+    """What one request measured."""
+
+    start: float
+    status: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    ttfb: float | None = None
+    inference: float | None = None
+    is_async: bool = False
+    counted: bool = True
+
+
+class Proxy:
+    def __init__(
+        self, config: MeterConfig, metrics: MeterMetrics, tracker: ConcurrencyTracker
+    ) -> None:
+        self.config, self.metrics, self.tracker = config, metrics, tracker
+        self.upstream = config.upstream.rstrip("/")
+        self.admission = Admission(
+            tracker, config.max_concurrency, config.max_queue, config.queue_timeout
+        )
+        self.passthrough = frozenset(config.passthrough_paths)
+        self.session: aiohttp.ClientSession | None = None
+        self.jobs = AsyncJobs(
+            self.admission,
+            metrics,
+            self.upstream,
+            config.async_max_body_bytes,
+            config.async_result_ttl,
+            workers=config.max_concurrency or 16,
+        )
+
+    async def start(self) -> None:
+        # Keep-alive pool to the model server; bytes pass as sent (no decompression).
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self.config.connect_timeout,
+                sock_read=self.config.upstream_timeout,
+            ),
+        )
+        self.jobs.start(self.session)
+
+    async def close(self) -> None:
+        await self.jobs.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests not finished yet: served, queued, or async and not done."""
+        return self.tracker.in_flight + self.jobs.pending
+
+    # -- entry point ----------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(ASYNC_PATH) and request.method == "GET":
+            return self.jobs.result(request.path.removeprefix(ASYNC_PATH))
+        if request.path.startswith(RESERVED_PREFIX):
+            raise web.HTTPNotFound(text=f"no meter endpoint at {request.path}\n")
+        if request.headers.get("Upgrade", "").lower() == "websocket" and request.method == "GET":
+            return await self.websocket(request)
+        counted = request.path not in self.passthrough
+        if counted and "respond-async" in request.headers.get("Prefer", ""):
+            return await self.jobs.accept(request, forward_headers(request.headers, request.remote))
+        exchange = Exchange(start=time.monotonic(), counted=counted)
+        try:
+            return await self._forward(request, exchange)
+        finally:
+            if counted:
+                self._record(exchange)
+
+    def _record(self, ex: Exchange) -> None:
+        self.metrics.record(
+            status_code=ex.status,
+            status_class=http_class(ex.status),
+            is_async=ex.is_async,
+            end_to_end=time.monotonic() - ex.start,
+            ttfb=ex.ttfb,
+            inference=ex.inference,
+            request_bytes=ex.request_bytes,
+            response_bytes=ex.response_bytes,
+        )
+
+    # -- HTTP -----------------------------------------------------------------------------
+    async def _forward(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        try:
+            if ex.counted:
+                await self.admission.acquire()
+        except Rejected as exc:
+            return await self._error(request, ex, 503, f"model server busy: {exc}")
+        try:
+            return await self._exchange(request, ex)
+        except asyncio.CancelledError:
+            ex.status = CLIENT_CLOSED  # the client went away; leaving cancels upstream
+            raise
+        finally:
+            if ex.counted:
+                self.admission.release()
+
+    async def _exchange(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        assert self.session is not None
+        response: web.StreamResponse | None = None
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_any():
+                ex.request_bytes += len(chunk)
+                yield chunk
+
+        sent = time.monotonic()
+        try:
+            async with self.session.request(
+                request.method,
+                self.upstream + request.rel_url.raw_path_qs,
+                headers=forward_headers(request.headers, request.remote),
+                data=body() if request.body_exists else None,
+                allow_redirects=False,
+            ) as upstream:
+                ex.status = upstream.status
+                response = web.StreamResponse(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    headers=forward_headers(upstream.headers),
+                )
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    if ex.ttfb is None:
+                        ex.ttfb = time.monotonic() - ex.start
+                    await response.write(chunk)
+                    ex.response_bytes += len(chunk)
+                ex.inference = time.monotonic() - sent
+            if ex.ttfb is None:
+                ex.ttfb = time.monotonic() - ex.start
+            await response.write_eof()
+            return response
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            ex.status = CLIENT_CLOSED  # the client went away while we wrote to it
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            return await self._error(
+                request, ex, 502, f"model server unreachable: {exc.os_error}", response
+            )
+        except TimeoutError:
+            return await self._error(
+                request,
+                ex,
+                504,
+                f"model server sent nothing for {self.config.upstream_timeout:g}s",
+                response,
+            )
+        except aiohttp.ClientError as exc:
+            return await self._error(
+                request, ex, 502, f"model server connection failed: {type(exc).__name__}", response
+            )
+
+    async def _error(
+        self,
+        request: web.Request,
+        ex: Exchange,
+        status: int,
+        message: str,
+        started: web.StreamResponse | None = None,
+    ) -> web.StreamResponse:
+        ex.status = status
+        if started is not None and started.prepared:
+            # Headers already went out: all we can do is cut the stream short.
+            log.warning(
+                "%s %s: %s after the response started", request.method, request.path, message
+            )
+            if request.transport is not None:
+                request.transport.close()
+            return started
+        log.warning("%s %s -> %d: %s", request.method, request.path, status, message)
+        response = web.Response(status=status, text=message + "\n")
+        await response.prepare(request)
+        ex.ttfb = time.monotonic() - ex.start
+        await response.write_eof()
+        return response
+
+    # -- WebSocket ------------------------------------------------------------------------
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """Pass a WebSocket session through; it counts once, by its close code."""
+        assert self.session is not None
+        ex = Exchange(start=time.monotonic())
+        url = self.upstream.replace("http", "ws", 1) + request.rel_url.raw_path_qs
+        headers = {
+            k: v
+            for k, v in forward_headers(request.headers).items()
+            if not k.lower().startswith("sec-websocket")
+        }
+        protocols = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        self.tracker.change("active", +1)
+        try:
+            try:
+                upstream = await self.session.ws_connect(url, headers=headers, protocols=protocols)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return await self._error(
+                    request, ex, 502, f"model server refused the WebSocket: {exc}"
+                )
+            async with upstream:
+                client = web.WebSocketResponse(protocols=protocols)
+                await client.prepare(request)
+                ex.ttfb = time.monotonic() - ex.start
+                await self._pump(client, upstream, ex)
+            return client
+        finally:
+            self.tracker.change("active", -1)
+            ex.status = ex.status or 1006  # cut before either side closed
+            self.metrics.record(
+                status_code=ex.status,
+                status_class=(
+                    websocket_class(ex.status) if ex.status >= 1000 else http_class(ex.status)
+                ),
+                is_async=False,
+                end_to_end=time.monotonic() - ex.start,
+                ttfb=ex.ttfb,
+                inference=None,
+                request_bytes=ex.request_bytes,
+                response_bytes=ex.response_bytes,
+            )
+
+    async def _pump(
+        self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, ex: Exchange
+    ) -> None:
+        """Relay messages both ways. The session's code is the first close seen: recorded
+        at once, since the client may drop the connection (cancelling us) right after."""
+
+        async def relay(
+            source: "web.WebSocketResponse | aiohttp.ClientWebSocketResponse",
+            sink: "web.WebSocketResponse | aiohttp.ClientWebSocketResponse",
+            inbound: bool,
+        ) -> None:
+            async for msg in source:
+                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    size = len(msg.data)
+                    if inbound:
+                        ex.request_bytes += size
+                    else:
+                        ex.response_bytes += size
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        await sink.send_str(msg.data)
+                    else:
+                        await sink.send_bytes(msg.data)
+            # An end without a close frame is 1006 (abnormal closure).
+            code = source.close_code or 1006
+            ex.status = ex.status or code
+            await sink.close(code=code if code != 1006 else 1011)
+
+        tasks = [
+            asyncio.create_task(relay(client, upstream, inbound=True)),
+            asyncio.create_task(relay(upstream, client, inbound=False)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- readiness ------------------------------------------------------------------------
+    async def upstream_ready(self) -> bool:
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                self.upstream + self.config.upstream_ready_path,
+                timeout=aiohttp.ClientTimeout(total=2),
+            ) as resp:
+                return resp.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            return False

@@ -45,29 +45,25 @@ def main() -> None:
     show_default=True,
     help="How often every model's status is re-evaluated without events.",
 )
+@click.option(
+    "--prometheus-url",
+    envvar="MODELPILOT_PROMETHEUS_URL",
+    help="Prometheus holding the meter series (the scaler and the advisor need it).",
+)
+@click.option(
+    "--scaler-interval",
+    default=10.0,
+    show_default=True,
+    help="Seconds between scaling decisions (one batched Prometheus query each).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
-def run(
-    namespaces: tuple[str, ...],
-    metrics_address: str,
-    health_address: str,
-    meter_image: str,
-    resync_seconds: float,
-    verbose: bool,
-) -> None:
+def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
     """Run the operator (uses in-cluster credentials, else KUBECONFIG)."""
     from modelpilot.controller.config import OperatorConfig
     from modelpilot.controller.runner import run as run_operator
 
-    run_operator(
-        OperatorConfig(
-            namespaces=list(namespaces),
-            metrics_address=metrics_address,
-            health_address=health_address,
-            meter_image=meter_image,
-            resync_seconds=resync_seconds,
-        ),
-        verbose=verbose,
-    )
+    config = OperatorConfig.model_validate({**options, "namespaces": list(namespaces)})
+    run_operator(config, verbose=verbose)
 
 
 @main.command()

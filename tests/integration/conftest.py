@@ -197,7 +197,10 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
 
 @pytest.fixture(scope="session")
 def operator(
-    kubeconfigs: tuple[Path, Path], crds: list[str], tmp_path_factory: pytest.TempPathFactory
+    kubeconfigs: tuple[Path, Path],
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[RunningOperator]:
     """The operator installed as a user would (`kubectl apply -k manifests/` for the CRD and
     RBAC) and run locally with the ServiceAccount's credentials. At the end of the session
@@ -205,6 +208,11 @@ def operator(
     admin, operator_kubeconfig = kubeconfigs
     kubectl(admin, "apply", "-k", str(REPO / "manifests"))
     metrics_port, health_port = pick_port(), pick_port()
+    prometheus = (
+        []
+        if EXTERNAL_ADMIN
+        else [f"--prometheus-url={request.getfixturevalue('cluster').prometheus_url}"]
+    )
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -215,6 +223,8 @@ def operator(
                 "run",
                 "--verbose",
                 "--resync-seconds=1",
+                "--scaler-interval=1",
+                *prometheus,
                 f"--metrics-address=127.0.0.1:{metrics_port}",
                 f"--health-address=127.0.0.1:{health_port}",
             ],

@@ -306,10 +306,16 @@ def test_status_is_not_rewritten_when_nothing_changes(
     kubelet.create_pod(namespace, "q", labels=pod_labels("quiet"))
     kubelet.set_status(namespace, "q", ready="True")
     eventually(lambda: _assert_equal(models.status("quiet").get("ready"), "1/1"))
-    before = models.get("quiet")["metadata"]["resourceVersion"]
+    eventually(lambda: models.condition("quiet", "ScalingActive"))  # the scaler's part too
+    before = models.get("quiet")
     # The test operator re-evaluates every model each second: three rounds, no write.
     time.sleep(3.5)
-    assert models.get("quiet")["metadata"]["resourceVersion"] == before
+    after = models.get("quiet")
+    changed = [k for k in after["status"] if after["status"][k] != before["status"].get(k)]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], (
+        f"rewritten: status {changed}, annotations "
+        f"{after['metadata'].get('annotations') != before['metadata'].get('annotations')}"
+    )
 
 
 def test_operator_metrics(

@@ -15,3 +15,5 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(15.0, description="Re-evaluate time-based conditions this often.")
     status_concurrency: int = Field(8, description="Status writes in flight at once.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    prometheus_url: str | None = Field(None, description="Where the meter series are.")
+    scaler_interval: float = Field(10.0, description="Seconds between scaling decisions.")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY, start_http_server
 
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION
@@ -16,6 +17,7 @@ from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube, load_api_client
 from modelpilot.controller.metrics import StatusCollector
 from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.controller.workload import WorkloadApplier
 from modelpilot.observer.pods import PodInfo
@@ -68,6 +70,22 @@ async def startup(
     memo.applier = WorkloadApplier(kube, config.meter_image)
     memo.worker = StatusWorker(kube, model_index, pods, deployments, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
+    prometheus = (
+        PrometheusConnect(url=config.prometheus_url, disable_ssl=True)
+        if config.prometheus_url
+        else None
+    )
+    memo.scaler = ScalerLoop(
+        kube,
+        prometheus,
+        memo.worker,
+        model_index,
+        pods,
+        deployments,
+        kwargs["deployment_hpas"],
+        config.scaler_interval,
+    )
+    memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
 
     REGISTRY.register(StatusCollector(lambda: memo.worker.written))
     host, port = _split(config.metrics_address)
@@ -77,8 +95,9 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    if task := getattr(memo, "worker_task", None):
-        task.cancel()
+    for name in ("worker_task", "scaler_task"):
+        if task := getattr(memo, name, None):
+            task.cancel()
 
 
 # -- Indexes ------------------------------------------------------------------------------
@@ -101,6 +120,15 @@ def model_deployments(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Key, DeploymentRef]:
     return {_key(namespace, labels[MODEL_LABEL]): DeploymentRef.from_body(body)}
+
+
+@kopf.index("autoscaling", "v1", "horizontalpodautoscalers")
+def deployment_hpas(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, str]:
+    """HPAs by the Deployment they scale: the scaler never fights one."""
+    target = (body.get("spec") or {}).get("scaleTargetRef") or {}
+    if target.get("kind") != "Deployment" or not target.get("name"):
+        return {}
+    return {_key(namespace, target["name"]): name}
 
 
 # -- ModelDeployments ---------------------------------------------------------------------
@@ -126,7 +154,7 @@ async def reconcile(
     if spec is None:
         logger.warning("invalid spec: %s", "; ".join(problems))
     else:
-        outcome = await memo.applier.apply(name, key[0], uid, spec)
+        outcome = await memo.applier.apply(name, key[0], uid, spec, body.get("status") or {})
         for kind, what in outcome.items():
             if what != "unchanged":
                 logger.info("%s %s", kind, what)
@@ -152,7 +180,9 @@ async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -
     spec, _ = validate(body.get("spec") or {})
     if spec is None:
         return
-    outcome = await memo.applier.apply(model, namespace, body["metadata"]["uid"], spec)
+    outcome = await memo.applier.apply(
+        model, namespace, body["metadata"]["uid"], spec, body.get("status") or {}
+    )
     if outcome[kind] != "unchanged":
         logger.info("%s %s/%s put back (%s)", kind, namespace, model, outcome[kind])
         await memo.kube.post_event(

@@ -116,6 +116,16 @@ class Kube:
             )
         )
 
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas through its scale subresource."""
+        await asyncio.to_thread(
+            self.apps.patch_namespaced_deployment_scale,
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
+            _preload_content=False,
+        )
+
     # -- Events ---------------------------------------------------------------------------
     async def post_event(
         self, involved: dict[str, Any], type_: str, reason: str, message: str

@@ -24,7 +24,7 @@ class StatusCollector(Collector):
         )
         desired = GaugeMetricFamily(
             "modelpilot_desired_replicas",
-            "Replicas the model's Deployment asks for.",
+            "Replicas the scaling formula asks for.",
             labels=LABELS,
         )
         readiness = GaugeMetricFamily(
@@ -41,7 +41,11 @@ class StatusCollector(Collector):
             counts = status.get("replicas", {})
             for state in ("starting", "active", "terminating"):
                 replicas.add_metric([namespace, name, state], counts.get(state, 0))
-            desired.add_metric([namespace, name], counts.get("desired", 0))
+            # The scaler's figure when it has one (it leads the Deployment on the way down).
+            wanted = status.get("autoscaling", {}).get("desiredReplicas")
+            desired.add_metric(
+                [namespace, name], wanted if wanted is not None else counts.get("desired", 0)
+            )
             pods = status.get("pods", {})
             for condition, field in (
                 ("true", "ready"),

@@ -15,13 +15,19 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from modelpilot.api.status import Condition, Restarts
+from modelpilot.api.status import Condition, ConditionStatus, Restarts
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube
 from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
 from modelpilot.observer import restarts as restart_logic
 from modelpilot.observer.pods import PodInfo
-from modelpilot.observer.summary import conditions, count_readiness, count_replicas, find_trouble
+from modelpilot.observer.summary import (
+    conditions,
+    count_readiness,
+    count_replicas,
+    find_trouble,
+    make_condition,
+)
 from modelpilot.workload.validate import validate
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,10 @@ class StatusWorker:
         self.restarts: dict[Key, Restarts] = {}
         self.served: dict[Key, set[str]] = {}  # UIDs of pods seen Ready
         self.reconciled: dict[Key, int] = {}  # generation the workload was applied for
+        # Status sections and conditions owned by other components (scaler, advisor): they
+        # hand them here so that one writer merges everything and nothing races.
+        self.sections: dict[Key, dict[str, Any]] = {}
+        self.extra_conditions: dict[Key, dict[str, Condition]] = {}
         self.writes = 0
         self._dirty: set[Key] = set()
         self._wakeup = asyncio.Event()
@@ -77,6 +87,25 @@ class StatusWorker:
         self._dirty.add(key)
         self._started = True
         self._wakeup.set()
+
+    def contribute(
+        self,
+        key: Key,
+        sections: dict[str, Any],
+        conditions: tuple[tuple[str, ConditionStatus, str, str], ...] = (),
+    ) -> None:
+        """Another component's part of the status: whole sections (e.g. "autoscaling") and
+        conditions as (type, status, reason, message); written with the next refresh."""
+        self.sections.setdefault(key, {}).update(sections)
+        model = _first(self.models.get(key))
+        baseline = self.written.get(key) or (model.status if model else {})
+        before = [Condition.model_validate(c) for c in baseline.get("conditions", [])]
+        generation = self.reconciled.get(key, baseline.get("observedGeneration"))
+        now = datetime.now(UTC)
+        mine = self.extra_conditions.setdefault(key, {})
+        for type_, status, reason, message in conditions:
+            mine[type_] = make_condition(type_, status, reason, message, before, now, generation)
+        self.wake(key)
 
     def mark_reconciled(self, key: Key, generation: int) -> None:
         self.reconciled[key] = generation
@@ -105,7 +134,14 @@ class StatusWorker:
             await asyncio.gather(*(guarded(key) for key in batch))
 
     def _forget(self, key: Key) -> None:
-        for memory in (self.written, self.restarts, self.served, self.reconciled):
+        for memory in (
+            self.written,
+            self.restarts,
+            self.served,
+            self.reconciled,
+            self.sections,
+            self.extra_conditions,
+        ):
             memory.pop(key, None)
 
     async def refresh(self, key: Key) -> None:
@@ -149,15 +185,21 @@ class StatusWorker:
             generation=generation,
             limits=self.config.thresholds,
         )
+        contributed = self.extra_conditions.get(key, {})
         others = [
-            c for c in model.status.get("conditions", []) if c.get("type") not in OWN_CONDITIONS
+            c
+            for c in model.status.get("conditions", [])
+            if c.get("type") not in OWN_CONDITIONS and c.get("type") not in contributed
         ]
         status: dict[str, Any] = {
             "ready": f"{replicas.active}/{replicas.desired}",
             "replicas": replicas.wire(),
             "pods": count_readiness(pods).wire(),
             "restarts": restarts.wire(),
-            "conditions": [c.wire() for c in ours] + others,
+            "conditions": [c.wire() for c in ours]
+            + [c.wire() for c in contributed.values()]
+            + others,
+            **self.sections.get(key, {}),
         }
         if generation is not None:
             status["observedGeneration"] = generation

@@ -8,6 +8,7 @@ two compare equal unless someone changed a field we own.
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from kubernetes.client import ApiException
@@ -15,6 +16,7 @@ from kubernetes.client import ApiException
 from modelpilot.api import API_VERSION, KIND
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.kube import Kube
+from modelpilot.scaler.effective import effective, overrides_of
 from modelpilot.workload import render
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -72,9 +74,18 @@ class WorkloadApplier:
         )
 
     async def apply(
-        self, name: str, namespace: str, uid: str, spec: ModelDeploymentSpec
+        self,
+        name: str,
+        namespace: str,
+        uid: str,
+        spec: ModelDeploymentSpec,
+        status: Mapping[str, Any],
     ) -> dict[str, Outcome]:
-        """Create what is missing and put back what drifted; returns what happened per kind."""
+        """Create what is missing and put back what drifted; returns what happened per kind.
+        Replicas stay the scaler's, kept inside the effective [min, max] (the advisor may
+        have moved those in Auto mode)."""
+        bounds = effective(spec.autoscaling, overrides_of(status), spec.advisor.limits)
+        spec = spec.model_copy(update={"autoscaling": bounds})
         async with self._locks[(namespace, name)]:
             for attempt in range(_ATTEMPTS):
                 try:

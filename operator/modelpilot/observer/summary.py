@@ -98,7 +98,7 @@ def find_trouble(
     return trouble
 
 
-def _condition(
+def make_condition(
     type_: str,
     status: ConditionStatus,
     reason: str,
@@ -133,7 +133,7 @@ def conditions(
     limits: Thresholds,
 ) -> list[Condition]:
     def make(type_: str, status: ConditionStatus, reason: str, message: str) -> Condition:
-        return _condition(type_, status, reason, message, previous, now, generation)
+        return make_condition(type_, status, reason, message, previous, now, generation)
 
     # Ready: serving traffic with a valid spec.
     if problems:

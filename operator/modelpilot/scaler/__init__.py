@@ -1,0 +1,1 @@
+"""Concurrency autoscaling: the scaling rule (pure) and its inputs."""

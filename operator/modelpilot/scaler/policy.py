@@ -1,0 +1,142 @@
+"""The scaling rule: a pure function of settings, concurrency, current state and clock.
+
+    desired = ceil(average concurrency / (concurrencyTarget x targetUtilizationPercentage/100))
+    clamped to [minReplicas, maxReplicas]
+
+- Up: at once, to the desired count.
+- Down: only once a lower desired count has held for scaleDownDelaySeconds. The step goes
+  to the highest count desired during that wait, and removes at most half of the excess
+  (rounded up) at a time; each further step waits autoscalingWindowSeconds of the lower
+  count again. Any tick that wants the current count or more cancels the wait.
+- Unknown concurrency (no series): hold. Partial data (some serving pods not reporting):
+  may scale up, never down.
+"""
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from modelpilot.api.spec import AutoscalingSpec
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the scaler remembers about one model between ticks."""
+
+    replicas: int
+    # When a lower desired count was first seen, and the highest count desired since.
+    lower_since: float | None = None
+    lower_max: int = 0
+    # A scale-down step happened: the next one needs only a window of lower counts.
+    stepping: bool = False
+    last_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    average_concurrency: float | None  # None: unknown (no series)
+    partial: bool = False  # some serving pods have no series yet
+
+
+Action = Literal["up", "down", "hold"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    desired: int | None  # what the formula asks for now (None when unknown)
+    action: Action
+    reason: str
+    message: str
+    state: ScalerState
+
+
+def desired_replicas(settings: AutoscalingSpec, average: float) -> int:
+    per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
+    raw = math.ceil(round(average / per_replica, 9))  # 2.0000000001 is 2, not 3
+    return min(max(raw, settings.min_replicas), settings.max_replicas)
+
+
+def decide(
+    settings: AutoscalingSpec, seen: Observation, state: ScalerState, now: float
+) -> Decision:
+    current = state.replicas
+    # Bounds first: a count outside [min, max] (settings changed) is corrected at once.
+    bounded = min(max(current, settings.min_replicas), settings.max_replicas)
+    if bounded != current:
+        return Decision(
+            bounded,
+            None,
+            "up" if bounded > current else "down",
+            "OutOfBounds",
+            f"{current} replicas is outside [{settings.min_replicas}, {settings.max_replicas}]",
+            ScalerState(bounded, last_scale=now),
+        )
+
+    if seen.average_concurrency is None:
+        return Decision(
+            current,
+            None,
+            "hold",
+            "MetricsUnavailable",
+            "no concurrency series for this model: holding the replica count",
+            replace(state, lower_since=None, lower_max=0),
+        )
+
+    average = seen.average_concurrency
+    want = desired_replicas(settings, average)
+    per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
+    why = (
+        f"average concurrency {average:.2f} over {settings.autoscaling_window_seconds}s / "
+        f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%"
+        f" = {per_replica:g} per replica) -> {want}"
+    )
+
+    if want > current:
+        return Decision(
+            want,
+            want,
+            "up",
+            "ScaledUp",
+            f"scaled up from {current} to {want}: {why}",
+            ScalerState(want, last_scale=now),
+        )
+    if want == current or seen.partial:
+        reason = "PartialMetrics" if seen.partial and want < current else "AtDesired"
+        message = (
+            "some serving pods report no concurrency yet: not scaling down"
+            if reason == "PartialMetrics"
+            else why
+        )
+        return Decision(
+            current, want, "hold", reason, message, replace(state, lower_since=None, lower_max=0)
+        )
+
+    # want < current: wait until the lower count has held long enough.
+    since = state.lower_since if state.lower_since is not None else now
+    highest = max(state.lower_max, want) if state.lower_since is not None else want
+    wait = (
+        settings.autoscaling_window_seconds if state.stepping else settings.scale_down_delay_seconds
+    )
+    waiting = replace(state, lower_since=since, lower_max=highest)
+    if now - since < wait:
+        left = wait - (now - since)
+        return Decision(
+            current,
+            want,
+            "hold",
+            "ScaleDownDelayed",
+            f"{why}; scaling down once that holds for {wait}s ({left:.0f}s left)",
+            waiting,
+        )
+    step = math.ceil((current - highest) / 2)
+    target = current - step
+    return Decision(
+        target,
+        want,
+        "down",
+        "ScaledDown",
+        f"scaled down from {current} to {target} (half the excess over {highest}, "
+        f"the most desired in the last {wait}s): {why}",
+        ScalerState(target, stepping=target > highest, last_scale=now),
+    )

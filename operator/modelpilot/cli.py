@@ -5,6 +5,18 @@ import click
 from modelpilot import __version__
 
 
+def parse_duration(text: str) -> int:
+    """ "6h", "90m", "1d", "3600s" or "3600" -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip()
+    try:
+        if value[-1:] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 6h, 90m or 3600s") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelpilot")
 def main() -> None:
@@ -55,6 +67,25 @@ def main() -> None:
     default=10.0,
     show_default=True,
     help="Seconds between scaling decisions (one batched Prometheus query each).",
+)
+@click.option(
+    "--selector",
+    help="Serve only ModelDeployments with these labels (a label selector), to shard models "
+    "between operators.",
+)
+@click.option(
+    "--advisor-interval",
+    default=300.0,
+    show_default=True,
+    help="Seconds between advisor evaluations (one query per signal for all models).",
+)
+@click.option(
+    "--advisor-lookback",
+    "advisor_lookback_seconds",
+    default="6h",
+    show_default=True,
+    callback=lambda _ctx, _param, value: parse_duration(value),
+    help="History the advisor reads (e.g. 6h, 90m).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
@@ -146,3 +177,59 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
         {**options, **({"passthrough_paths": passthrough_paths} if passthrough_paths else {})}
     )
     run_meter(config, use_uvloop=uvloop)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option(
+    "--prometheus-url",
+    envvar="MODELPILOT_PROMETHEUS_URL",
+    required=True,
+    help="Prometheus holding the meter and operator series.",
+)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read ModelDeployments from this YAML (one or many documents) instead of the cluster.",
+)
+@click.option(
+    "--lookback",
+    default="6h",
+    show_default=True,
+    callback=lambda _c, _p, v: parse_duration(v),
+    help="History to read (e.g. 6h, 90m).",
+)
+@click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+)
+def advise(
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    prometheus_url: str,
+    from_file: str | None,
+    lookback: int,
+    step: int,
+    output: str,
+) -> None:
+    """Evaluate ModelDeployments once against Prometheus and print recommendations (no
+    writes anywhere)."""
+    from modelpilot.advisor.report import run_advise
+
+    run_advise(
+        name=name,
+        namespace=None if all_namespaces else namespace,
+        prometheus_url=prometheus_url,
+        from_file=from_file,
+        lookback=lookback,
+        step=step,
+        output=output,
+    )

@@ -177,6 +177,10 @@ def _no_proxy_for_loopback() -> None:
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
+SHARD_LABEL = "modelpilot.dev/shard"
+DEDICATED_SHARD = "dedicated"
+
+
 class RunningOperator:
     """`modelpilot run` as its own process, under the operator's RBAC identity."""
 
@@ -224,6 +228,8 @@ def operator(
                 "--verbose",
                 "--resync-seconds=1",
                 "--scaler-interval=1",
+                # Models labelled for a dedicated test operator are not this one's.
+                f"--selector={SHARD_LABEL}!={DEDICATED_SHARD}",
                 *prometheus,
                 f"--metrics-address=127.0.0.1:{metrics_port}",
                 f"--health-address=127.0.0.1:{health_port}",

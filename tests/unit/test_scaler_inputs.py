@@ -20,7 +20,8 @@ def test_bad_overrides_are_ignored() -> None:
     assert effective(SPEC, {"maxReplicas": "10", "minReplicas": True}, AdvisorLimits()) == SPEC
     # min above max would be an impossible setting: keep the spec.
     assert effective(SPEC, {"minReplicas": 9}, AdvisorLimits()) == SPEC
-    assert overrides_of({"autoscaling": {"overrides": ["nope"]}}) == {}
+    assert overrides_of({"advisor": {"overrides": ["nope"]}}) == {}
+    assert overrides_of({"advisor": {"overrides": {"maxReplicas": 6}}}) == {"maxReplicas": 6}
     assert overrides_of({}) == {}
 
 

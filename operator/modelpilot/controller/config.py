@@ -7,6 +7,7 @@ from modelpilot.observer.summary import Thresholds
 
 class OperatorConfig(BaseModel):
     namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
+    selector: str | None = Field(None, description="Label selector: serve only these models.")
     metrics_address: str = Field("0.0.0.0:8080", description="host:port of /metrics.")
     health_address: str = Field("0.0.0.0:8081", description="host:port of /healthz.")
     meter_image: str = Field(
@@ -17,3 +18,5 @@ class OperatorConfig(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     prometheus_url: str | None = Field(None, description="Where the meter series are.")
     scaler_interval: float = Field(10.0, description="Seconds between scaling decisions.")
+    advisor_interval: float = Field(300.0, description="Seconds between advisor evaluations.")
+    advisor_lookback_seconds: int = Field(6 * 3600, description="History the advisor reads.")

@@ -13,6 +13,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY, start_http_server
 
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION
+from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube, load_api_client
 from modelpilot.controller.metrics import StatusCollector
@@ -62,6 +63,8 @@ async def startup(
     settings.scanning.disabled = True
     # Server-side filtering: only the pods and objects of models, not the whole cluster.
     settings.watching.label_selectors["v1", "pods"] = MODEL_LABEL
+    if config.selector:  # shards: several operators, each serving the models it selects
+        settings.watching.label_selectors[GROUP, PLURAL] = config.selector
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     settings.watching.label_selectors["v1", "services"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
@@ -86,6 +89,15 @@ async def startup(
         config.scaler_interval,
     )
     memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
+    memo.advisor = AdvisorLoop(
+        kube,
+        prometheus,
+        memo.worker,
+        model_index,
+        config.advisor_interval,
+        config.advisor_lookback_seconds,
+    )
+    memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
 
     REGISTRY.register(StatusCollector(lambda: memo.worker.written))
     host, port = _split(config.metrics_address)
@@ -95,7 +107,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("worker_task", "scaler_task"):
+    for name in ("worker_task", "scaler_task", "advisor_task"):
         if task := getattr(memo, name, None):
             task.cancel()
 

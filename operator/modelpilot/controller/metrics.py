@@ -32,6 +32,11 @@ class StatusCollector(Collector):
             "Pods by Ready condition (true, false, unknown).",
             labels=[*LABELS, "condition"],
         )
+        recommended = GaugeMetricFamily(
+            "modelpilot_recommended_value",
+            "The advisor's recommended value for a setting (open recommendations only).",
+            labels=[*LABELS, "setting"],
+        )
         restarts = CounterMetricFamily(
             "modelpilot_container_restarts",
             "Container restarts by reason, across pod replacements.",
@@ -53,6 +58,8 @@ class StatusCollector(Collector):
                 ("unknown", "unknown"),
             ):
                 readiness.add_metric([namespace, name, condition], pods.get(field, 0))
+            for rec in status.get("advisor", {}).get("recommendations", []):
+                recommended.add_metric([namespace, name, rec["setting"]], rec["recommended"])
             for item in status.get("restarts", {}).get("byReason", []):
                 restarts.add_metric([namespace, name, item["reason"]], item["count"])
-        yield from (replicas, desired, readiness, restarts)
+        yield from (replicas, desired, readiness, restarts, recommended)

@@ -1,6 +1,6 @@
 """The autoscaling settings in force: the spec, with the advisor's Auto-mode overrides.
 
-Overrides live in status.autoscaling.overrides (written by the advisor), never in spec, so
+Overrides live in status.advisor.overrides (written by the advisor), never in spec, so
 the spec stays the user's intent and GitOps tools do not fight the advisor. Each override
 is kept inside spec.advisor.limits; an override that would put min above max is dropped.
 """
@@ -46,5 +46,5 @@ def effective(
 
 
 def overrides_of(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    overrides = (status.get("autoscaling") or {}).get("overrides") or {}
+    overrides = (status.get("advisor") or {}).get("overrides") or {}
     return overrides if isinstance(overrides, Mapping) else {}

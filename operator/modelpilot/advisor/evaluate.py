@@ -1,0 +1,71 @@
+"""One model's evaluation: enough data? then every rule, at most one recommendation per
+setting (the most confident)."""
+
+from modelpilot.advisor.model import Evaluation, History, Objective, Recommendation
+from modelpilot.advisor.rules import MIN_POINTS, RULES, build_context
+from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
+
+REQUIRED_COVERAGE = 0.6
+
+
+def missing_signals(history: History | None) -> list[str]:
+    """Signals without enough data to judge. Latency is only expected where there was
+    traffic (a quantile of no requests is no number)."""
+    if history is None or len(history.times) < MIN_POINTS:
+        return ["concurrency", "replicas", "latency"]
+    missing = [
+        name
+        for name, signal in (("concurrency", "concurrency"), ("replicas", "active"))
+        if history.coverage(signal) < REQUIRED_COVERAGE
+    ]
+    busy = [i for i, r in enumerate(history.rps) if r]
+    if not busy and history.coverage("rps") < REQUIRED_COVERAGE:
+        missing.append("requests")
+    elif busy:
+        with_latency = sum(history.latency[i] is not None for i in busy) / len(busy)
+        if with_latency < REQUIRED_COVERAGE:
+            missing.append("latency")
+    return missing
+
+
+def evaluate(
+    namespace: str,
+    name: str,
+    history: History | None,
+    settings: AutoscalingSpec,
+    objective: Objective,
+) -> Evaluation:
+    missing = missing_signals(history)
+    if missing or history is None:
+        return Evaluation(
+            namespace=namespace,
+            name=name,
+            status="insufficient-data",
+            missing=missing,
+            message="not enough data for "
+            + ", ".join(missing)
+            + ": no recommendation is made from absent data",
+        )
+    context = build_context(history, settings, objective)
+    best: dict[str, Recommendation] = {}
+    for _, rule in RULES:
+        found = rule(context)
+        if (
+            found is not None
+            and found.recommended != found.current
+            and (found.setting not in best or found.confidence > best[found.setting].confidence)
+        ):
+            best[found.setting] = found
+    return Evaluation(
+        namespace=namespace,
+        name=name,
+        status="ok",
+        recommendations=sorted(best.values(), key=lambda r: -r.confidence),
+    )
+
+
+def objective_of(spec: ModelDeploymentSpec) -> Objective:
+    target = spec.advisor.latency_objective
+    if target is None:
+        return Objective()
+    return Objective(percentile=target.percentile, seconds=target.milliseconds / 1000)

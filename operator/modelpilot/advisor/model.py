@@ -1,0 +1,76 @@
+"""The advisor's plain data: a model's history on a time grid, and what it concludes."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from modelpilot.api.base import ApiModel
+
+REASONS = (
+    "Thrash",
+    "CapacityExhausted",
+    "ColdStarts",
+    "ConcurrencyTargetTooHigh",
+    "PrematureScaleDown",
+    "AsyncBacklog",
+    "OverProvisioned",
+)
+Reason = Literal[
+    "Thrash",
+    "CapacityExhausted",
+    "ColdStarts",
+    "ConcurrencyTargetTooHigh",
+    "PrematureScaleDown",
+    "AsyncBacklog",
+    "OverProvisioned",
+]
+Series = list[float | None]  # one value per grid point; None = no data there
+Evidence = float | int | str | list[float] | dict[str, float]
+
+SIGNALS = ("concurrency", "latency", "rps", "errors", "active", "starting", "desired", "queue")
+
+
+class History(BaseModel):
+    """Signals for one model, aligned on `times` (unix seconds, `step` apart)."""
+
+    times: list[float]
+    step: float
+    concurrency: Series = Field(default_factory=list)  # average in-flight + queued requests
+    latency: Series = Field(default_factory=list)  # end-to-end, at the objective percentile (s)
+    rps: Series = Field(default_factory=list)  # requests/s, all classes
+    errors: Series = Field(default_factory=list)  # 5xx requests/s
+    active: Series = Field(default_factory=list)
+    starting: Series = Field(default_factory=list)
+    desired: Series = Field(default_factory=list)
+    queue: Series = Field(default_factory=list)  # async queue size
+    gpu_utilization: Series = Field(default_factory=list)  # percent, when known
+
+    def coverage(self, signal: str) -> float:
+        values: Series = getattr(self, signal)
+        return sum(v is not None for v in values) / len(self.times) if self.times else 0.0
+
+
+class Recommendation(ApiModel):
+    setting: str  # camelCase, as in spec.autoscaling
+    current: int
+    recommended: int
+    reason: Reason
+    message: str
+    evidence: dict[str, Evidence]
+    confidence: float  # 0..1: how sure, from how much and how clear the evidence is
+
+
+class Evaluation(ApiModel):
+    namespace: str
+    name: str
+    status: Literal["ok", "insufficient-data"]
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)  # signals absent or too sparse
+    message: str = ""
+
+
+class Objective(BaseModel):
+    """Latency to judge against: the user's objective, or the model's quiet baseline."""
+
+    percentile: int = 95
+    seconds: float | None = None  # None: derive from the quiet-period baseline

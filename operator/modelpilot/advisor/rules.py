@@ -1,0 +1,455 @@
+"""The seven diagnoses. Each reads a model's history and its effective settings and
+returns a Recommendation with a concrete value derived from the data, or None.
+
+Conventions: "replicas" is active + starting (the pods a Deployment keeps); latency is the
+end-to-end latency at the objective percentile; "degraded" means over the objective (or,
+without one, well over the model's own quiet-period baseline). Points with no data are
+skipped, never read as zero.
+"""
+
+import itertools
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from modelpilot.advisor.model import (
+    Evidence,
+    History,
+    Objective,
+    Reason,
+    Recommendation,
+    Series,
+)
+from modelpilot.api.spec import AutoscalingSpec
+
+MIN_POINTS = 20
+
+
+def _known(values: Series) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def _round_up(value: float, unit: int) -> int:
+    return int(math.ceil(value / unit) * unit)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
+
+
+@dataclass
+class Context:
+    """A model's history with the derived series the rules share."""
+
+    history: History
+    settings: AutoscalingSpec
+    objective: Objective
+    threshold: float  # latency above this is degraded (seconds)
+    baseline: float  # latency when replicas carry the least load (seconds)
+    replicas: Series = field(default_factory=list)
+    per_replica: Series = field(default_factory=list)  # concurrency per active replica
+
+    @property
+    def capacity(self) -> float:
+        """Concurrency one replica is meant to carry: target x utilization."""
+        s = self.settings
+        return s.concurrency_target * s.target_utilization_percentage / 100
+
+    @property
+    def step(self) -> float:
+        return self.history.step
+
+    def degraded(self, i: int) -> bool | None:
+        latency = self.history.latency[i]
+        return None if latency is None else latency > self.threshold
+
+    def scale_events(self) -> list[tuple[int, int]]:
+        """(index, +1 | -1) wherever the replica count changed."""
+        events, last = [], None
+        for i, value in enumerate(self.replicas):
+            if value is None:
+                continue
+            if last is not None and value != last:
+                events.append((i, 1 if value > last else -1))
+            last = value
+        return events
+
+    def down_up_gaps(self) -> list[float]:
+        """Seconds from each scale-down to the next scale-up."""
+        events = self.scale_events()
+        gaps = []
+        for n, (i, direction) in enumerate(events):
+            if direction < 0:
+                nxt = next((j for j, d in events[n + 1 :] if d > 0), None)
+                if nxt is not None:
+                    gaps.append((nxt - i) * self.step)
+        return gaps
+
+
+def build_context(history: History, settings: AutoscalingSpec, objective: Objective) -> Context:
+    h = history
+    replicas: Series = [
+        a + (s or 0) if a is not None else None for a, s in zip(h.active, h.starting, strict=True)
+    ]
+    per_replica: Series = [
+        c / a if c is not None and a else None for c, a in zip(h.concurrency, h.active, strict=True)
+    ]
+    baseline = _baseline(h, per_replica)
+    threshold = (
+        objective.seconds if objective.seconds is not None else max(baseline * 1.5, baseline + 0.05)
+    )
+    return Context(h, settings, objective, threshold, baseline, replicas, per_replica)
+
+
+def _baseline(h: History, per_replica: Series) -> float:
+    """The model's quiet latency: median latency when each replica carried the least
+    (the lowest fifth of per-replica load)."""
+    pairs = [
+        (c, lat)
+        for c, lat in zip(per_replica, h.latency, strict=True)
+        if c is not None and lat is not None
+    ]
+    if not pairs:
+        return math.inf
+    cut = _pct([c for c, _ in pairs], 20)
+    return statistics.median(lat for c, lat in pairs if c <= cut)
+
+
+def _delay_for(ctx: Context, gaps: list[float]) -> int:
+    """A scale-down delay longer than the quiet spells seen: a spell lasted the current
+    delay plus the gap until load came back."""
+    current = ctx.settings.scale_down_delay_seconds
+    spells = [current + g for g in gaps]
+    return min(max(_round_up(max(spells) * 1.2, 60), current * 2, 60), 86400)
+
+
+def thrash(ctx: Context) -> Recommendation | None:
+    events = ctx.scale_events()
+    reversals = sum(1 for (_, a), (_, b) in itertools.pairwise(events) if a != b)
+    hours = len(ctx.history.times) * ctx.step / 3600
+    if reversals < 4 or reversals / hours < 1:
+        return None
+    near = {j for i, _ in events for j in range(i - 2, i + 3)}
+    close = _known([ctx.history.latency[i] for i in near if 0 <= i < len(ctx.replicas)])
+    away = _known([v for i, v in enumerate(ctx.history.latency) if i not in near])
+    if len(close) < 3 or len(away) < 3:
+        return None
+    ratio = statistics.mean(close) / max(statistics.mean(away), 1e-9)
+    if ratio < 1.3:
+        return None
+    gaps = ctx.down_up_gaps() or [ctx.settings.scale_down_delay_seconds]
+    value = _delay_for(ctx, gaps)
+    return Recommendation(
+        setting="scaleDownDelaySeconds",
+        current=ctx.settings.scale_down_delay_seconds,
+        recommended=value,
+        reason="Thrash",
+        message=(
+            f"Replicas went up and down {reversals} times in {hours:.1f}h and latency "
+            f"around those changes was {ratio:.1f}x the rest: raise "
+            f"scaleDownDelaySeconds to {value} so quiet spells of up to "
+            f"{_minutes(value / 1.2)} do not remove replicas that are needed again."
+        ),
+        evidence={
+            "reversals": reversals,
+            "scaleEvents": len(events),
+            "latencyNearChangesSeconds": round(statistics.mean(close), 3),
+            "latencyElsewhereSeconds": round(statistics.mean(away), 3),
+            "downToUpGapsSeconds": [round(g) for g in gaps[:10]],
+        },
+        confidence=round(min(0.95, 0.6 + 0.04 * reversals + 0.1 * (ratio - 1.3)), 2),
+    )
+
+
+def premature_scale_down(ctx: Context) -> Recommendation | None:
+    window = max(600.0, ctx.settings.scale_down_delay_seconds)
+    gaps = [g for g in ctx.down_up_gaps() if g <= window]
+    if len(gaps) < 2:
+        return None
+    value = _delay_for(ctx, gaps)
+    return Recommendation(
+        setting="scaleDownDelaySeconds",
+        current=ctx.settings.scale_down_delay_seconds,
+        recommended=value,
+        reason="PrematureScaleDown",
+        message=(
+            f"{len(gaps)} scale-downs were followed by a scale-up within "
+            f"{_minutes(max(gaps))}: replicas were removed too early. Raise "
+            f"scaleDownDelaySeconds to {value}."
+        ),
+        evidence={
+            "downToUpGapsSeconds": [round(g) for g in gaps[:10]],
+            "currentDelaySeconds": ctx.settings.scale_down_delay_seconds,
+        },
+        confidence=round(min(0.9, 0.5 + 0.1 * len(gaps)), 2),
+    )
+
+
+def capacity_exhausted(ctx: Context) -> Recommendation | None:
+    s = ctx.settings
+    # At max with every replica serving: slowness while replicas start is a cold start.
+    pinned = [
+        i
+        for i, r in enumerate(ctx.replicas)
+        if r is not None and r >= s.max_replicas and not ctx.history.starting[i]
+    ]
+    known = [r for r in ctx.replicas if r is not None]
+    if not known or len(pinned) / len(known) < 0.15 or len(pinned) * ctx.step < 600:
+        return None
+    states = [d for d in (ctx.degraded(i) for i in pinned) if d is not None]
+    if not states or sum(states) / len(states) < 0.3:
+        return None
+    peak = _pct(_known([ctx.history.concurrency[i] for i in pinned]), 95)
+    # Saturated replicas queue requests, which inflates concurrency: size the need by the
+    # arrivals at the model's quiet latency instead (the raw peak stays in the evidence).
+    arrivals = _pct(_known([ctx.history.rps[i] for i in pinned]) or [0.0], 95)
+    demand = min(peak, arrivals * ctx.baseline) if arrivals else peak
+    needed = math.ceil(demand / ctx.capacity)
+    value = max(s.max_replicas + 1, math.ceil(needed * 1.2))
+    latency = _known([ctx.history.latency[i] for i in pinned])
+    return Recommendation(
+        setting="maxReplicas",
+        current=s.max_replicas,
+        recommended=value,
+        reason="CapacityExhausted",
+        message=(
+            f"Replicas sat at maxReplicas ({s.max_replicas}) for "
+            f"{_minutes(len(pinned) * ctx.step)} while latency stayed over "
+            f"{ctx.threshold * 1000:.0f} ms: peak demand {demand:.1f} needs {needed} "
+            f"replicas at {ctx.capacity:g} each. Raise maxReplicas to {value} (20% "
+            "headroom), or raise concurrencyTarget if the model has headroom."
+        ),
+        evidence={
+            "pinnedSeconds": round(len(pinned) * ctx.step),
+            "peakConcurrency": round(peak, 2),
+            "peakRequestsPerSecond": round(arrivals, 2),
+            "peakDemand": round(demand, 2),
+            "perReplicaCapacity": ctx.capacity,
+            "latencyWhilePinnedSeconds": round(statistics.median(latency), 3),
+            "latencyThresholdSeconds": round(ctx.threshold, 3),
+        },
+        confidence=round(min(0.95, 0.5 + sum(states) / len(states) / 2), 2),
+    )
+
+
+def _episodes(mask: list[bool]) -> list[tuple[int, int]]:
+    """[start, end) runs where mask is true."""
+    runs, start = [], None
+    for i, flag in enumerate([*mask, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def cold_starts(ctx: Context) -> Recommendation | None:
+    s = ctx.settings
+    starting = [(v or 0) > 0 for v in ctx.history.starting]
+    episodes = [(a, b) for a, b in _episodes(starting) if (b - a) * ctx.step >= 120]
+    if len(episodes) < 2:
+        return None
+    inside = [i for a, b in episodes for i in range(a, b)]
+    outside = [i for i in range(len(starting)) if not starting[i]]
+    lat_in = _known([ctx.history.latency[i] for i in inside])
+    lat_out = _known([ctx.history.latency[i] for i in outside])
+    if len(lat_in) < 3:
+        return None
+    bad_in = sum(v > ctx.threshold for v in lat_in) / len(lat_in)
+    ratio = statistics.median(lat_in) / max(statistics.median(lat_out), 1e-9) if lat_out else 0
+    if bad_in < 0.3 and ratio < 1.5:
+        return None
+    # The load that arrived meanwhile, at the model's quiet latency: waiting requests
+    # inflate concurrency during a cold start, so it is not the measure.
+    arrivals = _pct(_known([ctx.history.rps[i] for i in inside]) or [0.0], 90)
+    load = arrivals * ctx.baseline
+    value = min(max(math.ceil(load / ctx.capacity), s.min_replicas + 1), s.max_replicas)
+    if value <= s.min_replicas:
+        return None
+    durations = [(b - a) * ctx.step for a, b in episodes]
+    return Recommendation(
+        setting="minReplicas",
+        current=s.min_replicas,
+        recommended=value,
+        reason="ColdStarts",
+        message=(
+            f"{len(episodes)} times replicas took {_minutes(statistics.median(durations))} "
+            f"(median) to become ready, and latency meanwhile was "
+            f"{statistics.median(lat_in) * 1000:.0f} ms. Keep {value} replicas warm "
+            f"(the load seen while replicas started), and look at image size and model "
+            f"load time."
+        ),
+        evidence={
+            "startingEpisodes": len(episodes),
+            "medianStartingSeconds": round(statistics.median(durations)),
+            "latencyWhileStartingSeconds": round(statistics.median(lat_in), 3),
+            "latencyOtherwiseSeconds": round(statistics.median(lat_out), 3)
+            if lat_out
+            else "unknown",
+            "concurrencyWhileStartingP90": round(load, 2),
+        },
+        confidence=round(min(0.9, 0.5 + 0.1 * len(episodes)), 2),
+    )
+
+
+def _latency_by_load(ctx: Context) -> dict[int, float]:
+    """Median latency by per-replica concurrency (whole requests), bins with 3+ points."""
+    bins: dict[int, list[float]] = {}
+    for c, lat in zip(ctx.per_replica, ctx.history.latency, strict=True):
+        if c is not None and lat is not None:
+            bins.setdefault(math.floor(c), []).append(lat)
+    return {b: statistics.median(v) for b, v in sorted(bins.items()) if len(v) >= 3}
+
+
+def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
+    s = ctx.settings
+    busy = [i for i, c in enumerate(ctx.history.concurrency) if c and c > 0.5]
+    states = [(i, ctx.degraded(i)) for i in busy]
+    bad = [i for i, d in states if d]
+    judged = [i for i, d in states if d is not None]
+    if not judged or len(bad) / len(judged) < 0.2:
+        return None
+    # The scaler was content (not at max, load per replica near its aim): the aim is wrong.
+    content = [
+        i
+        for i in bad
+        if (ctx.replicas[i] or 0) < s.max_replicas
+        and (ctx.per_replica[i] or 0) <= ctx.capacity * 1.25
+    ]
+    if len(content) / len(bad) < 0.5:
+        return None
+    table = _latency_by_load(ctx)
+    fine = [b for b, lat in table.items() if lat <= ctx.threshold and b > 0]
+    ok_load = max(fine) if fine else 1
+    value = max(1, math.floor(ok_load * 100 / s.target_utilization_percentage))
+    if value >= s.concurrency_target:
+        value = max(1, s.concurrency_target - 1)
+    return Recommendation(
+        setting="concurrencyTarget",
+        current=s.concurrency_target,
+        recommended=value,
+        reason="ConcurrencyTargetTooHigh",
+        message=(
+            f"Latency was over {ctx.threshold * 1000:.0f} ms {len(bad) * 100 // len(judged)}"
+            f"% of the busy time while replicas stayed below max and each carried about "
+            f"its target: the model meets the objective up to {ok_load} concurrent "
+            f"requests per replica. Lower concurrencyTarget to {value}."
+        ),
+        evidence={
+            "degradedShare": round(len(bad) / len(judged), 2),
+            "latencyByPerReplicaConcurrency": {str(k): round(v, 3) for k, v in table.items()},
+            "highestConcurrencyMeetingObjective": ok_load,
+            "latencyThresholdSeconds": round(ctx.threshold, 3),
+        },
+        confidence=round(min(0.9, 0.4 + len(bad) / len(judged) / 2 + (0.1 if fine else 0)), 2),
+    )
+
+
+def _slope(values: list[tuple[float, float]]) -> float:
+    n = len(values)
+    mean_t = sum(t for t, _ in values) / n
+    mean_v = sum(v for _, v in values) / n
+    var = sum((t - mean_t) ** 2 for t, _ in values)
+    return sum((t - mean_t) * (v - mean_v) for t, v in values) / var if var else 0.0
+
+
+def async_backlog(ctx: Context) -> Recommendation | None:
+    s = ctx.settings
+    points = [
+        (t, q) for t, q in zip(ctx.history.times, ctx.history.queue, strict=True) if q is not None
+    ]
+    if len(points) < MIN_POINTS:
+        return None
+    first, last = points[0][1], points[-1][1]
+    growth = _slope(points)  # requests per second
+    if last < 10 or growth <= 0 or last < 2 * first + 1:
+        return None
+    per_replica = _known(
+        [
+            r / a if r is not None and a else None
+            for r, a in zip(ctx.history.rps, ctx.history.active, strict=True)
+        ]
+    )
+    throughput = statistics.median(per_replica) if per_replica else 0.0
+    extra = max(1, math.ceil(growth / throughput)) if throughput > 0 else max(1, s.max_replicas)
+    value = s.max_replicas + extra
+    return Recommendation(
+        setting="maxReplicas",
+        current=s.max_replicas,
+        recommended=value,
+        reason="AsyncBacklog",
+        message=(
+            f"The async queue grew from {first:.0f} to {last:.0f} (+{growth * 60:.1f} "
+            f"per minute): requests arrive faster than they are served. At "
+            f"{throughput:.2f} requests/s per replica, {extra} more replicas keep up: "
+            f"raise maxReplicas to {value}."
+        ),
+        evidence={
+            "queueStart": first,
+            "queueEnd": last,
+            "growthPerMinute": round(growth * 60, 2),
+            "throughputPerReplica": round(throughput, 3),
+        },
+        confidence=round(min(0.9, 0.5 + min(last / 100, 0.4)), 2),
+    )
+
+
+def over_provisioned(ctx: Context) -> Recommendation | None:
+    s = ctx.settings
+    pairs = [
+        (c, r)
+        for c, r in zip(ctx.history.concurrency, ctx.replicas, strict=True)
+        if c is not None and r is not None and r > 0
+    ]
+    if len(pairs) < MIN_POINTS:
+        return None
+    low = sum(1 for c, r in pairs if c / r < 0.25 * ctx.capacity) / len(pairs)
+    above_min = sum(1 for _, r in pairs if r > 1) / len(pairs)
+    if low < 0.8 or s.min_replicas <= 1 or above_min < 0.8:
+        return None
+    if max(_known(ctx.history.queue) or [0.0]) > 1:
+        return None  # replicas busy with async work are not idle
+    needed = max(1, math.ceil(_pct([c for c, _ in pairs], 95) / ctx.capacity))
+    if needed >= s.min_replicas:
+        return None
+    gpu = _known(ctx.history.gpu_utilization)
+    evidence: dict[str, Evidence] = {
+        "lowLoadShare": round(low, 2),
+        "concurrencyP95": round(_pct([c for c, _ in pairs], 95), 2),
+        "perReplicaCapacity": ctx.capacity,
+        "replicasNeeded": needed,
+    }
+    if gpu:
+        evidence["gpuUtilizationPercentMean"] = round(statistics.mean(gpu), 1)
+    return Recommendation(
+        setting="minReplicas",
+        current=s.min_replicas,
+        recommended=needed,
+        reason="OverProvisioned",
+        message=(
+            f"Each replica carried under a quarter of its target {low * 100:.0f}% of the "
+            f"time: {needed} replicas cover the 95th percentile of demand. Lower "
+            f"minReplicas to {needed} to free {s.min_replicas - needed} GPUs' worth of "
+            "replicas."
+        ),
+        evidence=evidence,
+        confidence=round(min(0.9, 0.4 + low / 2), 2),
+    )
+
+
+RULES: tuple[tuple[Reason, Callable[[Context], Recommendation | None]], ...] = (
+    ("Thrash", thrash),
+    ("CapacityExhausted", capacity_exhausted),
+    ("ColdStarts", cold_starts),
+    ("ConcurrencyTargetTooHigh", concurrency_target_too_high),
+    ("PrematureScaleDown", premature_scale_down),
+    ("AsyncBacklog", async_backlog),
+    ("OverProvisioned", over_provisioned),
+)

@@ -1,0 +1,160 @@
+"""Read advisor inputs from Prometheus: one range query per signal for all models.
+
+Only the contract series are read (meter and operator metrics), so anyone can replay a
+history into Prometheus and get the same answer.
+"""
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+
+from modelpilot.advisor.model import History
+
+Key = tuple[str, str]
+BY = "namespace, model_deployment"
+
+
+def queries(step: int, percentiles: Iterable[int]) -> dict[str, str]:
+    """Signal (or latency@percentile) -> PromQL, each covering every model at once."""
+    window = f"{max(step, 30)}s"
+    out = {
+        "concurrency": f"sum by ({BY}) (rate(modelpilot_concurrency_seconds_total[{window}]))",
+        "concurrency_gauge": f"sum by ({BY}) (avg_over_time(modelpilot_concurrent_requests"
+        f"[{window}]))",
+        "rps_by_class": f"sum by ({BY}, status_class) (rate(modelpilot_requests_total[{window}]))",
+        "replicas": f"max by ({BY}, state) (modelpilot_replicas)",
+        "desired": f"max by ({BY}) (modelpilot_desired_replicas)",
+        "queue": f"sum by ({BY}) (modelpilot_async_queue_size)",
+    }
+    for p in sorted(set(percentiles)):
+        out[f"latency@{p}"] = (
+            f"histogram_quantile({p / 100}, sum by ({BY}, le) "
+            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket[{window}])))"
+        )
+    return out
+
+
+def _grid_index(times: list[float], step: float) -> dict[int, int]:
+    return {round(t / step): i for i, t in enumerate(times)}
+
+
+def _value(raw: str) -> float | None:
+    value = float(raw)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def assemble(
+    results: Mapping[str, list[dict[str, Any]]],
+    times: list[float],
+    step: float,
+    percentile_of: Mapping[Key, int],
+) -> dict[Key, History]:
+    """Range-query results -> one History per model on the shared grid. A point with no
+    sample stays None: missing is unknown, never zero."""
+    index = _grid_index(times, step)
+    histories: dict[Key, History] = {}
+
+    def history(key: Key) -> History:
+        if key not in histories:
+            n = len(times)
+            histories[key] = History(
+                times=times,
+                step=step,
+                **{
+                    s: [None] * n
+                    for s in (
+                        "concurrency",
+                        "latency",
+                        "rps",
+                        "errors",
+                        "active",
+                        "starting",
+                        "desired",
+                        "queue",
+                    )
+                },
+            )
+        return histories[key]
+
+    def put(series: list[float | None], values: list[list[Any]], add: bool = False) -> None:
+        for ts, raw in values:
+            i = index.get(round(float(ts) / step))
+            value = _value(raw)
+            if i is None or value is None:
+                continue
+            current = series[i]
+            series[i] = value + (current or 0.0) if add and current is not None else value
+
+    for name, result in results.items():
+        for item in result:
+            labels = item.get("metric", {})
+            key = (labels.get("namespace"), labels.get("model_deployment"))
+            if not key[0] or not key[1]:
+                continue
+            k: Key = (str(key[0]), str(key[1]))
+            values = item.get("values", [])
+            if name == "concurrency":
+                put(history(k).concurrency, values)
+            elif name == "concurrency_gauge":
+                h = history(k)
+                if all(v is None for v in h.concurrency):  # fallback only
+                    put(h.concurrency, values)
+            elif name == "rps_by_class":
+                h = history(k)
+                put(h.rps, values, add=True)
+                if labels.get("status_class") == "5xx":
+                    put(h.errors, values)
+            elif name == "replicas" and labels.get("state") in ("active", "starting"):
+                put(getattr(history(k), labels["state"]), values)
+            elif name == "desired":
+                put(history(k).desired, values)
+            elif name == "queue":
+                put(history(k).queue, values)
+            elif name.startswith("latency@") and percentile_of.get(k, 95) == int(
+                name.split("@")[1]
+            ):
+                put(history(k).latency, values)
+    return histories
+
+
+@dataclass
+class Fetched:
+    histories: dict[Key, History]
+    queries: int
+
+
+async def fetch(
+    prometheus: PrometheusConnect,
+    percentile_of: Mapping[Key, int],
+    lookback_seconds: int,
+    step: int,
+    end: float,
+) -> Fetched:
+    """All signals for all models: one range query each (raises on Prometheus errors)."""
+    start = end - lookback_seconds
+    times = [float(t) for t in range(int(start - start % step) + step, int(end) + 1, step)]
+    wanted = queries(step, percentile_of.values() or [95])
+
+    async def one(query: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await asyncio.to_thread(
+            prometheus.custom_query_range,
+            query,
+            start_time=_dt(times[0]),
+            end_time=_dt(times[-1]),
+            step=str(step),
+        )
+        return result
+
+    answers = await asyncio.gather(*(one(q) for q in wanted.values()))
+    results = dict(zip(wanted, answers, strict=True))
+    return Fetched(assemble(results, times, step, percentile_of), queries=len(wanted))
+
+
+def _dt(ts: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC)

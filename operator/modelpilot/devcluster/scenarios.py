@@ -1,0 +1,273 @@
+"""Synthetic model-serving histories: a traffic pattern, a model, and ModelPilot's own
+scaling rule, simulated step by step. They give the advisor's tests, benchmark and demo
+the contract series of a situation (thrash, cold starts, ...) without waiting hours.
+
+The model: each active replica serves its share of the in-flight requests with latency
+base + per_request x (per-replica concurrency - 1); in-flight requests follow Little's law
+(concurrency = arrival rate x latency). New replicas take `startup_seconds` to become
+active; meanwhile requests that find no active replica wait for one.
+"""
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from modelpilot.advisor.model import History
+from modelpilot.api.spec import AutoscalingSpec
+from modelpilot.devcluster.prometheus import Series
+from modelpilot.meter.metrics import TIME_BUCKETS
+from modelpilot.scaler.policy import Observation, ScalerState, decide
+
+Load = Callable[[float], float]  # seconds since start -> requests per second
+
+
+@dataclass(frozen=True)
+class ModelBehaviour:
+    base_seconds: float = 0.2
+    per_request_seconds: float = 0.05
+    startup_seconds: float = 60.0
+    async_per_replica_rps: float = 0.0  # async requests one replica completes per second
+
+
+@dataclass
+class Scenario:
+    name: str
+    settings: AutoscalingSpec
+    load: Load
+    behaviour: ModelBehaviour = field(default_factory=ModelBehaviour)
+    async_load: Load | None = None
+    objective_ms: int | None = None
+
+
+@dataclass
+class Step:
+    t: float
+    rps: float
+    concurrency: float
+    latency: float
+    active: int
+    starting: int
+    desired: int
+    queue: float
+
+
+def _latency(rps: float, active: int, b: ModelBehaviour, waiting: float) -> tuple[float, float]:
+    """(latency, concurrency) for `rps` spread over `active` replicas."""
+    if rps <= 0:
+        return b.base_seconds, 0.0
+    if active == 0:  # everyone waits for the first replica to come up
+        latency = b.base_seconds + waiting
+        return latency, rps * latency
+    # C = rps x (base + k (C/A - 1))  =>  C = rps (base - k) / (1 - rps k / A)
+    k = b.per_request_seconds
+    denominator = 1 - rps * k / active
+    if denominator <= 0.1:  # overloaded: queues grow; cap at ten times the base load
+        concurrency = rps * (b.base_seconds - k) / 0.1 if b.base_seconds > k else rps * 10
+        overload = rps * k / active
+        latency = concurrency / rps * overload
+        return latency, concurrency
+    concurrency = max(rps * (b.base_seconds - k) / denominator, rps * b.base_seconds)
+    return concurrency / rps, concurrency
+
+
+def simulate(s: Scenario, seconds: float, step: float = 15.0, seed: int = 1) -> list[Step]:
+    rng = random.Random(seed)
+    settings, b = s.settings, s.behaviour
+    state = ScalerState(replicas=settings.min_replicas)
+    ready_at: list[float] = [-1.0] * settings.min_replicas  # when each replica is active
+    window: list[float] = []
+    queue = 0.0
+    steps = []
+    for n in range(int(seconds // step)):
+        t = n * step
+        rps = max(s.load(t), 0.0)
+        active = sum(1 for r in ready_at if r <= t)
+        starting = len(ready_at) - active
+        soonest = min((r - t for r in ready_at if r > t), default=0.0)
+        latency, concurrency = _latency(rps, active, b, soonest / 2)
+        latency *= 1 + rng.uniform(-0.03, 0.03)
+        if s.async_load is not None:
+            queue = max(queue + (s.async_load(t) - active * b.async_per_replica_rps) * step, 0)
+        window = [*window, concurrency][-max(1, int(settings.autoscaling_window_seconds // step)) :]
+        decision = decide(settings, Observation(sum(window) / len(window)), state, t)
+        state = decision.state
+        if decision.replicas > len(ready_at):
+            ready_at += [t + b.startup_seconds] * (decision.replicas - len(ready_at))
+        elif decision.replicas < len(ready_at):
+            ready_at = sorted(ready_at)[: decision.replicas]
+        steps.append(
+            Step(
+                t,
+                rps,
+                concurrency,
+                latency,
+                active,
+                starting,
+                decision.desired or decision.replicas,
+                queue,
+            )
+        )
+    return steps
+
+
+def history(steps: list[Step], start: float, step: float = 15.0) -> History:
+    """What the advisor would read from Prometheus for these steps."""
+    return History(
+        times=[start + s.t for s in steps],
+        step=step,
+        concurrency=[s.concurrency for s in steps],
+        latency=[s.latency if s.rps > 0 else None for s in steps],
+        rps=[s.rps for s in steps],
+        errors=[0.0 for _ in steps],
+        active=[float(s.active) for s in steps],
+        starting=[float(s.starting) for s in steps],
+        desired=[float(s.desired) for s in steps],
+        queue=[s.queue for s in steps],
+    )
+
+
+def series(
+    steps: list[Step], start: float, namespace: str, model: str, with_queue: bool = False
+) -> list[Series]:
+    """The contract series for these steps (meter and operator metrics)."""
+    meter = {"namespace": namespace, "model_deployment": model, "pod": f"{model}-0"}
+    operator = {"namespace": namespace, "model_deployment": model}
+    integral = requests = 0.0
+    buckets = dict.fromkeys((*TIME_BUCKETS, math.inf), 0.0)
+    total_latency = 0.0
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+
+    def add(name: str, labels: dict[str, str], t: float, value: float) -> None:
+        out.setdefault((name, tuple(sorted(labels.items()))), []).append((t, value))
+
+    previous_t = None
+    for s in steps:
+        t = start + s.t
+        dt = s.t - previous_t if previous_t is not None else 0.0
+        previous_t = s.t
+        integral += s.concurrency * dt
+        served = s.rps * dt
+        requests += served
+        total_latency += served * s.latency
+        # Spread each step's requests around its latency so quantiles interpolate sensibly.
+        for share, factor in ((0.2, 0.8), (0.3, 0.95), (0.3, 1.05), (0.15, 1.2), (0.05, 1.6)):
+            latency = s.latency * factor
+            for le in buckets:
+                if latency <= le:
+                    buckets[le] += served * share
+        add("modelpilot_concurrency_seconds_total", {**meter, "state": "active"}, t, integral)
+        add(
+            "modelpilot_requests_total",
+            {**meter, "status_code": "200", "status_class": "2xx", "is_async": "false"},
+            t,
+            requests,
+        )
+        for le, count in buckets.items():
+            add(
+                "modelpilot_end_to_end_response_time_seconds_bucket",
+                {**meter, "status_class": "2xx", "le": "+Inf" if math.isinf(le) else f"{le:g}"},
+                t,
+                count,
+            )
+        add(
+            "modelpilot_end_to_end_response_time_seconds_count",
+            {**meter, "status_class": "2xx"},
+            t,
+            requests,
+        )
+        add(
+            "modelpilot_end_to_end_response_time_seconds_sum",
+            {**meter, "status_class": "2xx"},
+            t,
+            total_latency,
+        )
+        for state, value in (("active", s.active), ("starting", s.starting), ("terminating", 0)):
+            add("modelpilot_replicas", {**operator, "state": state}, t, value)
+        add("modelpilot_desired_replicas", operator, t, s.desired)
+        if with_queue:
+            add("modelpilot_async_queue_size", meter, t, s.queue)
+    return [
+        Series(name=name, labels=dict(labels), samples=samples)
+        for (name, labels), samples in out.items()
+    ]
+
+
+def _square(high: float, low: float, busy: float, period: float) -> Load:
+    return lambda t: high if t % period < busy else low
+
+
+def catalogue() -> list[Scenario]:
+    """One scenario per diagnosis, plus healthy ones that must stay quiet."""
+    noise = random.Random(3)
+    jitter = [noise.uniform(0.75, 1.25) for _ in range(10_000)]
+    return [
+        Scenario(
+            "healthy",
+            AutoscalingSpec(min_replicas=2, max_replicas=6, concurrency_target=4),
+            load=lambda t: 8.0,
+        ),
+        Scenario(
+            "noisy-healthy",
+            AutoscalingSpec(min_replicas=2, max_replicas=8, concurrency_target=4),
+            load=lambda t: 8.0 * jitter[int(t // 60) % len(jitter)],
+        ),
+        # Bursts every 21 minutes; the 5-minute delay drops replicas in each 16-minute lull,
+        # and each burst then waits for new replicas to start.
+        Scenario(
+            "thrash",
+            AutoscalingSpec(
+                min_replicas=1, max_replicas=8, concurrency_target=2, scale_down_delay_seconds=300
+            ),
+            load=_square(30.0, 2.0, 300, 1260),
+            behaviour=ModelBehaviour(startup_seconds=120),
+        ),
+        # Lulls a little longer than the delay; replicas start at once (no latency hit).
+        Scenario(
+            "premature",
+            AutoscalingSpec(
+                min_replicas=1, max_replicas=8, concurrency_target=2, scale_down_delay_seconds=300
+            ),
+            load=_square(20.0, 2.0, 900, 1320),
+            behaviour=ModelBehaviour(startup_seconds=0),
+        ),
+        Scenario(
+            "capacity",
+            AutoscalingSpec(min_replicas=1, max_replicas=2, concurrency_target=4),
+            load=lambda t: 12.0 + 20.0 * min(t / 7200, 1.0),
+        ),
+        # Bursts every 40 min need 4+ replicas; each takes 8 minutes to load the model.
+        Scenario(
+            "cold-starts",
+            AutoscalingSpec(
+                min_replicas=1, max_replicas=8, concurrency_target=4, scale_down_delay_seconds=900
+            ),
+            load=_square(24.0, 0.5, 900, 2400),
+            behaviour=ModelBehaviour(startup_seconds=480),
+        ),
+        # One replica per 10 in flight is far more than this model can serve in time.
+        Scenario(
+            "target-too-high",
+            AutoscalingSpec(
+                min_replicas=1,
+                max_replicas=20,
+                concurrency_target=10,
+                target_utilization_percentage=100,
+            ),
+            load=lambda t: 4.0 + 2.5 * math.sin(t / 900),
+            behaviour=ModelBehaviour(base_seconds=0.6, per_request_seconds=0.1),
+            objective_ms=1000,
+        ),
+        Scenario(
+            "async-backlog",
+            AutoscalingSpec(min_replicas=2, max_replicas=2, concurrency_target=4),
+            load=lambda t: 4.0,
+            async_load=lambda t: 1.0,
+            behaviour=ModelBehaviour(async_per_replica_rps=0.3),
+        ),
+        Scenario(
+            "over-provisioned",
+            AutoscalingSpec(min_replicas=6, max_replicas=8, concurrency_target=4),
+            load=lambda t: 2.0 + 0.5 * math.sin(t / 600),
+        ),
+    ]

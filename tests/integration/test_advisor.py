@@ -1,0 +1,179 @@
+"""The advisor against a real Prometheus holding six hours of each scenario's contract
+series (backfilled with promtool), through the batched queries and through the CLI."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_api_client import PrometheusConnect
+
+from modelpilot.advisor import source
+from modelpilot.advisor.evaluate import evaluate
+from modelpilot.advisor.model import Objective
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
+from modelpilot.devcluster.scenarios import Scenario, catalogue, series, simulate
+
+NAMESPACE = "scenarios"
+SIX_HOURS = 6 * 3600
+EXPECTED = {
+    "healthy": None,
+    "noisy-healthy": None,
+    "thrash": "Thrash",
+    "premature": "PrematureScaleDown",
+    "capacity": "CapacityExhausted",
+    "cold-starts": "ColdStarts",
+    "target-too-high": "ConcurrencyTargetTooHigh",
+    "async-backlog": "AsyncBacklog",
+    "over-provisioned": "OverProvisioned",
+}
+
+
+def scenario_history(scenarios: list[Scenario], end: float) -> str:
+    start = end - SIX_HOURS
+    return to_openmetrics(
+        s
+        for scenario in scenarios
+        for s in series(
+            simulate(scenario, SIX_HOURS),
+            start,
+            NAMESPACE,
+            scenario.name,
+            with_queue=scenario.async_load is not None,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def history_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    workdir = tmp_path_factory.mktemp("advisor") / "prometheus"
+    server = PrometheusServer(workdir)
+    backfill(scenario_history(catalogue(), time.time() - 30), server.data_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+def manifest(scenario: Scenario) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "port": 8000,
+        "template": {
+            "spec": {
+                "containers": [
+                    {"name": "model", "image": "m:1", "ports": [{"containerPort": 8000}]}
+                ]
+            }
+        },
+        "autoscaling": scenario.settings.wire(),
+    }
+    if scenario.objective_ms:
+        spec["advisor"] = {"latencyObjective": {"milliseconds": scenario.objective_ms}}
+    return {
+        "apiVersion": "modelpilot.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": scenario.name, "namespace": NAMESPACE},
+        "spec": spec,
+    }
+
+
+def test_every_pattern_through_prometheus_in_one_batch(
+    history_prometheus: PrometheusServer,
+) -> None:
+    prom = PrometheusConnect(url=history_prometheus.url, disable_ssl=True)
+    scenarios = {s.name: s for s in catalogue()}
+    keys = {(NAMESPACE, name): 95 for name in scenarios}
+    keys[(NAMESPACE, "never-scraped")] = 95
+    fetched = asyncio.run(source.fetch(prom, keys, SIX_HOURS, 60, time.time()))
+    assert fetched.queries <= 10
+    for name, want in EXPECTED.items():
+        s = scenarios[name]
+        objective = Objective(seconds=s.objective_ms / 1000 if s.objective_ms else None)
+        result = evaluate(
+            NAMESPACE, name, fetched.histories.get((NAMESPACE, name)), s.settings, objective
+        )
+        assert result.status == "ok", (name, result.missing)
+        reasons = [r.reason for r in result.recommendations]
+        if want is None:
+            assert reasons == [], (name, reasons)  # no false alarms
+        else:
+            assert want in reasons, (name, reasons)
+    missing = evaluate(
+        NAMESPACE,
+        "never-scraped",
+        fetched.histories.get((NAMESPACE, "never-scraped")),
+        scenarios["healthy"].settings,
+        Objective(),
+    )
+    assert (missing.status, missing.recommendations) == ("insufficient-data", [])
+
+
+def _advise(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelpilot", "advise", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_advise_cli_offline_audit(history_prometheus: PrometheusServer, tmp_path: Path) -> None:
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump_all([manifest(s) for s in catalogue()]))
+    common = [
+        "--from-file",
+        str(models),
+        "-n",
+        NAMESPACE,
+        "--prometheus-url",
+        history_prometheus.url,
+        "--lookback",
+        "6h",
+    ]
+
+    result = _advise(*common, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    items = {i["name"]: i for i in json.loads(result.stdout)["items"]}
+    assert set(items) == set(EXPECTED)
+    thrash = next(r for r in items["thrash"]["recommendations"] if r["reason"] == "Thrash")
+    assert set(thrash) == {
+        "setting",
+        "current",
+        "recommended",
+        "reason",
+        "message",
+        "evidence",
+        "confidence",
+    }
+    assert (thrash["setting"], thrash["current"]) == ("scaleDownDelaySeconds", 300)
+    assert thrash["recommended"] > 300
+    assert items["healthy"] == {
+        "namespace": NAMESPACE,
+        "name": "healthy",
+        "status": "ok",
+        "recommendations": [],
+    }
+
+    table = _advise(*common, "thrash")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["MODEL", "SETTING", "CHANGE", "REASON", "CONF"]
+    assert "scenarios/thrash" in lines[1] and "Thrash" in lines[1]
+    assert max(len(line) for line in lines) <= 100
+
+    as_yaml = yaml.safe_load(_advise(*common, "capacity", "-o", "yaml").stdout)
+    assert as_yaml["items"][0]["recommendations"][0]["reason"] == "CapacityExhausted"
+
+
+def test_advise_cli_prometheus_unreachable(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{pick_port()}"
+    models = tmp_path / "m.yaml"
+    models.write_text(yaml.safe_dump(manifest(catalogue()[0])))
+    result = _advise("--from-file", str(models), "--prometheus-url", url)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: cannot reach Prometheus at {url}"]

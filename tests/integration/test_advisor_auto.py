@@ -1,0 +1,194 @@
+"""Auto mode on the local control plane: a dedicated operator (its own shard of models)
+reads six backfilled hours of a scenario and applies, holds or reverts changes."""
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from modelpilot.api import GROUP, PLURAL, VERSION
+from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
+from modelpilot.devcluster.scenarios import catalogue, series, simulate
+
+from .conftest import DEDICATED_SHARD, SHARD_LABEL
+from .operator_helpers import Models, eventually, model_spec
+
+pytestmark = pytest.mark.usefixtures("operator")  # the session operator must ignore them
+SCENARIOS = {s.name: s for s in catalogue()}
+
+
+@pytest.fixture
+def auto_operator(
+    namespace: str, kubeconfigs: tuple[Path, Path], admin_api: client.ApiClient, tmp_path: Path
+) -> Iterator[Models]:
+    """Backfill the thrash and capacity scenarios as this namespace's models, then run an
+    operator for the dedicated shard against that Prometheus."""
+    end = time.time() - 30
+    history = [
+        s
+        for name in ("thrash", "capacity")
+        for s in series(simulate(SCENARIOS[name], 6 * 3600), end - 6 * 3600, namespace, name)
+    ]
+    prometheus = PrometheusServer(tmp_path / "prometheus")
+    backfill(to_openmetrics(history), prometheus.data_dir)
+    prometheus.start()
+    models = Models(admin_api, namespace)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start() -> None:
+        nonlocal process
+        log = (tmp_path / "auto-operator.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelpilot",
+                "run",
+                f"--namespace={namespace}",
+                f"--selector={SHARD_LABEL}={DEDICATED_SHARD}",
+                f"--prometheus-url={prometheus.url}",
+                "--advisor-interval=2",
+                "--scaler-interval=2",
+                "--resync-seconds=1",
+                f"--metrics-address=127.0.0.1:{pick_port()}",
+                f"--health-address=127.0.0.1:{pick_port()}",
+            ],
+            env={"KUBECONFIG": str(kubeconfigs[1]), "PATH": "/usr/bin:/bin"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    models.start = start  # type: ignore[attr-defined]
+    yield models
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=30)
+    prometheus.stop()
+    log_text = (tmp_path / "auto-operator.log").read_text()
+    assert "Traceback" not in log_text and "Forbidden" not in log_text, log_text[-3000:]
+
+
+def create(models: Models, name: str, **spec: object) -> None:
+    models.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        models.namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "labels": {SHARD_LABEL: DEDICATED_SHARD}},
+            "spec": model_spec(**spec),
+        },
+    )
+
+
+def test_auto_mode_applies_holds_and_reverts(
+    auto_operator: Models, admin_api: client.ApiClient
+) -> None:
+    models = auto_operator
+    thrash = SCENARIOS["thrash"].settings.wire()
+    create(
+        models,
+        "thrash",
+        autoscaling=thrash,
+        advisor={
+            "mode": "Auto",
+            "cooldownSeconds": 3600,
+            "limits": {"scaleDownDelaySeconds": {"max": 1200}},
+        },
+    )
+    create(models, "nodata", autoscaling=thrash, advisor={"mode": "Auto"})
+    create(
+        models,
+        "capacity",
+        autoscaling=SCENARIOS["capacity"].settings.wire(),
+        advisor={"mode": "Auto"},
+    )
+    # An earlier Auto change to capacity's maxReplicas, judged by a latency it never met.
+    earlier = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    models.custom.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        models.namespace,
+        PLURAL,
+        "capacity",
+        {
+            "status": {
+                "advisor": {
+                    "overrides": {"maxReplicas": 3},
+                    "history": [
+                        {
+                            "time": earlier,
+                            "setting": "maxReplicas",
+                            "from": 2,
+                            "to": 3,
+                            "reason": "CapacityExhausted",
+                            "message": "applied",
+                            "latencyBeforeSeconds": 0.05,
+                        }
+                    ],
+                }
+            }
+        },
+    )
+    models.start()  # type: ignore[attr-defined]
+
+    def applied() -> dict[str, object]:
+        advisor = models.status("thrash")["advisor"]
+        # One bounded step (300 -> at most double), inside the limit of 1200.
+        assert advisor["overrides"]["scaleDownDelaySeconds"] == 600
+        return advisor
+
+    advisor = eventually(applied, timeout=60)
+    (change,) = [c for c in advisor["history"] if c["setting"] == "scaleDownDelaySeconds"]
+    assert (change["from"], change["to"], change["reason"]) == (300, 600, "Thrash")
+    (full,) = [r for r in advisor["recommendations"] if r["reason"] == "Thrash"]
+    assert full["recommended"] > 600  # where it is heading, one step at a time
+    eventually(
+        lambda: _equal(
+            models.status("thrash")["autoscaling"]["effective"]["scaleDownDelaySeconds"], 600
+        )
+    )
+    assert models.get("thrash")["spec"]["autoscaling"]["scaleDownDelaySeconds"] == 300
+
+    # Cooldown: more evaluations (every 2 s), no second change.
+    first = models.status("thrash")["advisor"]["lastEvaluationTime"]
+    assert wait_until(lambda: models.status("thrash")["advisor"]["lastEvaluationTime"] != first, 20)
+    applied_before = len(models.status("thrash")["advisor"]["history"])
+    time.sleep(4)
+    assert len(models.status("thrash")["advisor"]["history"]) == applied_before
+
+    # Missing data: nothing applied, and it says why.
+    def held() -> None:
+        condition = models.condition("nodata", "MetricsAvailable")
+        assert (condition["status"], condition["reason"]) == ("False", "InsufficientData")
+
+    eventually(held)
+    assert "overrides" not in models.status("nodata").get("advisor", {})
+
+    # The earlier change made latency worse than before it: reverted, and said so.
+    def reverted() -> dict[str, object]:
+        advisor = models.status("capacity")["advisor"]
+        assert advisor["overrides"] == {"maxReplicas": 2}
+        return advisor
+
+    advisor = eventually(reverted, timeout=30)
+    undo = advisor["history"][-1]
+    assert (undo["from"], undo["to"], undo["reason"], undo["reverted"]) == (3, 2, "Reverted", True)
+    assert "latency went from 50 ms to" in undo["message"]
+    events = {
+        e.reason for e in client.CoreV1Api(admin_api).list_namespaced_event(models.namespace).items
+    }
+    assert {"RecommendationApplied", "RecommendationReverted", "RecommendationAdded"} <= events
+
+
+def _equal(got: object, want: object) -> None:
+    assert got == want

@@ -1,0 +1,96 @@
+"""Each diagnosis on a simulated history that provokes it; healthy ones stay quiet."""
+
+import pytest
+
+from modelpilot.advisor.evaluate import evaluate
+from modelpilot.advisor.model import Evaluation, History, Objective
+from modelpilot.devcluster.scenarios import Scenario, catalogue, history, simulate
+
+SCENARIOS = {s.name: s for s in catalogue()}
+SIX_HOURS = 6 * 3600
+
+
+def run(scenario: Scenario) -> Evaluation:
+    steps = simulate(scenario, SIX_HOURS)
+    objective = Objective(seconds=scenario.objective_ms / 1000 if scenario.objective_ms else None)
+    return evaluate("ns", scenario.name, history(steps, 1.7e9), scenario.settings, objective)
+
+
+def by_reason(evaluation: Evaluation) -> dict[str, tuple[str, int, int]]:
+    return {r.reason: (r.setting, r.current, r.recommended) for r in evaluation.recommendations}
+
+
+@pytest.mark.parametrize("name", ["healthy", "noisy-healthy"])
+def test_healthy_deployments_get_no_recommendation(name: str) -> None:
+    evaluation = run(SCENARIOS[name])
+    assert evaluation.status == "ok"
+    assert evaluation.recommendations == []
+
+
+@pytest.mark.parametrize(
+    ("name", "reason", "setting", "low", "high"),
+    [
+        ("thrash", "Thrash", "scaleDownDelaySeconds", 960, 3600),  # the lulls last 16 minutes
+        ("premature", "PrematureScaleDown", "scaleDownDelaySeconds", 420, 1800),
+        ("capacity", "CapacityExhausted", "maxReplicas", 3, 12),
+        ("cold-starts", "ColdStarts", "minReplicas", 2, 4),
+        ("target-too-high", "ConcurrencyTargetTooHigh", "concurrencyTarget", 2, 6),
+        ("async-backlog", "AsyncBacklog", "maxReplicas", 3, 6),
+        ("over-provisioned", "OverProvisioned", "minReplicas", 1, 2),
+    ],
+)
+def test_each_pattern_is_diagnosed_with_a_sensible_value(
+    name: str, reason: str, setting: str, low: int, high: int
+) -> None:
+    evaluation = run(SCENARIOS[name])
+    found = by_reason(evaluation)
+    assert reason in found, found
+    got_setting, current, recommended = found[reason]
+    assert got_setting == setting
+    assert low <= recommended <= high, (current, recommended)
+    rec = next(r for r in evaluation.recommendations if r.reason == reason)
+    assert rec.message and rec.evidence
+    assert 0 < rec.confidence <= 1
+
+
+def test_thrash_recommendation_explains_itself() -> None:
+    rec = next(r for r in run(SCENARIOS["thrash"]).recommendations if r.reason == "Thrash")
+    assert rec.message.startswith("Replicas went up and down")
+    assert rec.evidence["reversals"] >= 4  # type: ignore[operator]
+    assert (
+        rec.evidence["latencyNearChangesSeconds"]
+        > rec.evidence[  # type: ignore[operator]
+            "latencyElsewhereSeconds"
+        ]
+    )
+
+
+def test_missing_series_are_insufficient_data_not_zero() -> None:
+    scenario = SCENARIOS["over-provisioned"]
+    full = history(simulate(scenario, SIX_HOURS), 1.7e9)
+    no_concurrency = full.model_copy(update={"concurrency": [None] * len(full.times)})
+    evaluation = evaluate("ns", "m", no_concurrency, scenario.settings, Objective())
+    assert evaluation.status == "insufficient-data"
+    assert evaluation.missing == ["concurrency"]
+    assert evaluation.recommendations == []
+    assert evaluate("ns", "m", None, scenario.settings, Objective()).missing == [
+        "concurrency",
+        "replicas",
+        "latency",
+    ]
+
+
+def test_partial_series_are_insufficient_too() -> None:
+    scenario = SCENARIOS["over-provisioned"]
+    full = history(simulate(scenario, SIX_HOURS), 1.7e9)
+    gappy = [v if i % 2 else None for i, v in enumerate(full.active)]  # half the points
+    evaluation = evaluate(
+        "ns", "m", full.model_copy(update={"active": gappy}), scenario.settings, Objective()
+    )
+    assert (evaluation.status, evaluation.missing) == ("insufficient-data", ["replicas"])
+
+
+def test_too_short_a_history_is_insufficient() -> None:
+    short = History(times=[1.0, 2.0], step=1.0, concurrency=[1.0, 1.0], active=[1.0, 1.0])
+    evaluation = evaluate("ns", "m", short, SCENARIOS["healthy"].settings, Objective())
+    assert evaluation.status == "insufficient-data"

@@ -5,9 +5,9 @@ history into Prometheus and get the same answer.
 """
 
 import asyncio
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
@@ -16,35 +16,31 @@ from modelpilot.advisor.model import History
 
 Key = tuple[str, str]
 BY = "namespace, model_deployment"
+LATENCY_SHARDS = 2
 
 
-def queries(step: int, percentiles: Iterable[int]) -> dict[str, str]:
-    """Signal (or latency@percentile) -> PromQL, each covering every model at once."""
-    window = f"{max(step, 30)}s"
+def queries(step: int, percentiles: Iterable[int], matchers: str = "") -> dict[str, str]:
+    """Signal (or latency@percentile) -> PromQL covering every model at once, or only those
+    that `matchers` (e.g. 'namespace="a"') select."""
+    # rate() needs two samples in its window: twice the step covers scrapes up to it apart.
+    window = f"{max(2 * step, 60)}s"
+    m = f"{{{matchers}}}" if matchers else ""
     out = {
-        "concurrency": f"sum by ({BY}) (rate(modelpilot_concurrency_seconds_total[{window}]))",
-        "concurrency_gauge": f"sum by ({BY}) (avg_over_time(modelpilot_concurrent_requests"
+        "concurrency": f"sum by ({BY}) (rate(modelpilot_concurrency_seconds_total{m}[{window}]))",
+        "concurrency_gauge": f"sum by ({BY}) (avg_over_time(modelpilot_concurrent_requests{m}"
         f"[{window}]))",
-        "rps_by_class": f"sum by ({BY}, status_class) (rate(modelpilot_requests_total[{window}]))",
-        "replicas": f"max by ({BY}, state) (modelpilot_replicas)",
-        "desired": f"max by ({BY}) (modelpilot_desired_replicas)",
-        "queue": f"sum by ({BY}) (modelpilot_async_queue_size)",
+        "rps_by_class": f"sum by ({BY}, status_class) (rate(modelpilot_requests_total{m}"
+        f"[{window}]))",
+        "replicas": f"max by ({BY}, state) (modelpilot_replicas{m})",
+        "desired": f"max by ({BY}) (modelpilot_desired_replicas{m})",
+        "queue": f"sum by ({BY}) (modelpilot_async_queue_size{m})",
     }
     for p in sorted(set(percentiles)):
         out[f"latency@{p}"] = (
             f"histogram_quantile({p / 100}, sum by ({BY}, le) "
-            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket[{window}])))"
+            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket{m}[{window}])))"
         )
     return out
-
-
-def _grid_index(times: list[float], step: float) -> dict[int, int]:
-    return {round(t / step): i for i, t in enumerate(times)}
-
-
-def _value(raw: str) -> float | None:
-    value = float(raw)
-    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def assemble(
@@ -55,7 +51,6 @@ def assemble(
 ) -> dict[Key, History]:
     """Range-query results -> one History per model on the shared grid. A point with no
     sample stays None: missing is unknown, never zero."""
-    index = _grid_index(times, step)
     histories: dict[Key, History] = {}
 
     def history(key: Key) -> History:
@@ -80,14 +75,17 @@ def assemble(
             )
         return histories[key]
 
+    first, size = (times[0], len(times)) if times else (0.0, 0)
+
     def put(series: list[float | None], values: list[list[Any]], add: bool = False) -> None:
+        # A hot loop (points x series x signals): plain arithmetic, no per-point lookups.
         for ts, raw in values:
-            i = index.get(round(float(ts) / step))
-            value = _value(raw)
-            if i is None or value is None:
+            i = int((ts - first) / step + 0.5)
+            if not 0 <= i < size or raw in ("NaN", "+Inf", "-Inf"):
                 continue
+            value = float(raw)
             current = series[i]
-            series[i] = value + (current or 0.0) if add and current is not None else value
+            series[i] = value + current if add and current is not None else value
 
     for name, result in results.items():
         for item in result:
@@ -115,7 +113,7 @@ def assemble(
             elif name == "queue":
                 put(history(k).queue, values)
             elif name.startswith("latency@") and percentile_of.get(k, 95) == int(
-                name.split("@")[1]
+                name.split("@")[1].split("#")[0]
             ):
                 put(history(k).latency, values)
     return histories
@@ -133,11 +131,26 @@ async def fetch(
     lookback_seconds: int,
     step: int,
     end: float,
+    matchers: str = "",
 ) -> Fetched:
     """All signals for all models: one range query each (raises on Prometheus errors)."""
     start = end - lookback_seconds
     times = [float(t) for t in range(int(start - start % step) + step, int(end) + 1, step)]
-    wanted = queries(step, percentile_of.values() or [95])
+    wanted = queries(step, percentile_of.values() or [95], matchers)
+    # The latency quantile is by far the dearest query (every bucket of every pod at every
+    # step) and Prometheus runs one query on one core: split it by model across cores.
+    if len(percentile_of) >= 2 * LATENCY_SHARDS and not matchers:
+        for name in [n for n in wanted if n.startswith("latency@")]:
+            percentile = int(name.split("@")[1])
+            models = sorted({m for (_, m), p in percentile_of.items() if p == percentile})
+            size = -(-len(models) // LATENCY_SHARDS)
+            del wanted[name]
+            for i in range(0, len(models), size):
+                # DNS-label names: only "." is special in a regex ("\\." inside PromQL quotes).
+                regex = "|".join(m.replace(".", "\\\\.") for m in models[i : i + size])
+                wanted[f"{name}#{i}"] = queries(step, [percentile], f'model_deployment=~"{regex}"')[
+                    name
+                ]
 
     async def one(query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await asyncio.to_thread(
@@ -154,7 +167,5 @@ async def fetch(
     return Fetched(assemble(results, times, step, percentile_of), queries=len(wanted))
 
 
-def _dt(ts: float) -> Any:
-    from datetime import UTC, datetime
-
+def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)

@@ -74,6 +74,12 @@ def main() -> None:
     "between operators.",
 )
 @click.option(
+    "--gpu-interval",
+    default=30.0,
+    show_default=True,
+    help="Seconds between GPU usage summaries (agent or DCGM exporter series).",
+)
+@click.option(
     "--advisor-interval",
     default=300.0,
     show_default=True,
@@ -233,3 +239,61 @@ def advise(
         step=step,
         output=output,
     )
+
+
+@main.command("gpu-agent")
+@click.option("--listen", default="0.0.0.0:9400", show_default=True, help="host:port for /metrics.")
+@click.option(
+    "--node-name",
+    envvar="NODE_NAME",
+    required=True,
+    help="This node's name (the downward API sets NODE_NAME).",
+)
+@click.option(
+    "--proc",
+    default="/proc",
+    show_default=True,
+    help="Where the host's processes are (hostPID: /proc).",
+)
+@click.option(
+    "--pod-refresh",
+    default=30.0,
+    show_default=True,
+    help="Seconds between listings of this node's pods.",
+)
+def gpu_agent(listen: str, node_name: str, proc: str, pod_refresh: float) -> None:
+    """Export GPU utilization and memory per pod from NVML (run one per GPU node)."""
+    import logging
+    import signal
+    import threading
+    from pathlib import Path
+
+    from kubernetes import config
+    from prometheus_client import REGISTRY, start_http_server
+
+    from modelpilot.gpu.agent import AgentCollector, NodePods, read_cgroup
+    from modelpilot.gpu.nvml import GpuError, NvmlGpus
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("modelpilot.gpu-agent")
+    gpus: NvmlGpus | None
+    try:
+        gpus = NvmlGpus()
+    except GpuError as exc:
+        # No driver or no GPU: say so once and keep serving modelpilot_gpu_agent_up 0
+        # rather than crash-loop.
+        log.error("%s; serving modelpilot_gpu_agent_up 0", exc)
+        gpus = None
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    REGISTRY.register(
+        AgentCollector(gpus, read_cgroup(Path(proc)), NodePods(node_name, pod_refresh))
+    )
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
+    log.info("gpu-agent on %s for node %s", listen, node_name)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()

@@ -228,6 +228,7 @@ def operator(
                 "--verbose",
                 "--resync-seconds=1",
                 "--scaler-interval=1",
+                "--gpu-interval=1",
                 # Models labelled for a dedicated test operator are not this one's.
                 f"--selector={SHARD_LABEL}!={DEDICATED_SHARD}",
                 *prometheus,

@@ -18,5 +18,6 @@ class OperatorConfig(BaseModel):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     prometheus_url: str | None = Field(None, description="Where the meter series are.")
     scaler_interval: float = Field(10.0, description="Seconds between scaling decisions.")
+    gpu_interval: float = Field(30.0, description="Seconds between GPU summaries.")
     advisor_interval: float = Field(300.0, description="Seconds between advisor evaluations.")
     advisor_lookback_seconds: int = Field(6 * 3600, description="History the advisor reads.")

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY, start_http_server
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
+from modelpilot.controller.gpu_loop import GpuLoop
 from modelpilot.controller.kube import Kube, load_api_client
 from modelpilot.controller.metrics import StatusCollector
 from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
@@ -98,6 +99,8 @@ async def startup(
         config.advisor_lookback_seconds,
     )
     memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
+    memo.gpu = GpuLoop(prometheus, memo.worker, model_index, pods, config.gpu_interval)
+    memo.gpu_task = asyncio.create_task(memo.gpu.run(), name="gpu")
 
     REGISTRY.register(StatusCollector(lambda: memo.worker.written))
     host, port = _split(config.metrics_address)
@@ -107,7 +110,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("worker_task", "scaler_task", "advisor_task"):
+    for name in ("worker_task", "scaler_task", "advisor_task", "gpu_task"):
         if task := getattr(memo, name, None):
             task.cancel()
 

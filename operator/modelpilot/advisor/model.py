@@ -1,20 +1,11 @@
 """The advisor's plain data: a model's history on a time grid, and what it concludes."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from modelpilot.api.base import ApiModel
 
-REASONS = (
-    "Thrash",
-    "CapacityExhausted",
-    "ColdStarts",
-    "ConcurrencyTargetTooHigh",
-    "PrematureScaleDown",
-    "AsyncBacklog",
-    "OverProvisioned",
-)
 Reason = Literal[
     "Thrash",
     "CapacityExhausted",
@@ -24,6 +15,7 @@ Reason = Literal[
     "AsyncBacklog",
     "OverProvisioned",
 ]
+REASONS: tuple[str, ...] = get_args(Reason)
 Series = list[float | None]  # one value per grid point; None = no data there
 Evidence = float | int | str | list[float] | dict[str, float]
 

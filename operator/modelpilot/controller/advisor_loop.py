@@ -2,8 +2,6 @@
 Prometheus (one query per signal), evaluate, write status.advisor, and in Auto mode apply
 or revert changes through status.advisor.overrides."""
 
-import asyncio
-import logging
 import statistics
 import time
 from collections.abc import Collection, Mapping
@@ -20,13 +18,13 @@ from modelpilot.advisor.model import Evaluation, History
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.api.status import ConditionStatus
 from modelpilot.controller.kube import Kube
+from modelpilot.controller.periodic import every
 from modelpilot.controller.refs import Key, ModelRef
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.observer.pods import format_time, parse_time
 from modelpilot.scaler.effective import effective, overrides_of
 from modelpilot.workload.validate import validate
 
-log = logging.getLogger(__name__)
 HISTORY_KEPT = 20
 
 CHANGES_APPLIED = Counter(
@@ -65,13 +63,7 @@ class AdvisorLoop:
         self.queries = 0
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("advisor evaluation failed; next in %ss", self.interval)
-            await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0))
+        await every(self.interval, self.tick, "advisor evaluation")
 
     def _advised(self) -> dict[Key, tuple[ModelRef, ModelDeploymentSpec]]:
         out = {}

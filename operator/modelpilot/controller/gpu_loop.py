@@ -2,19 +2,16 @@
 and DCGM alike), summarised into status.gpu; absent when a model has none."""
 
 import asyncio
-import logging
-import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
+from modelpilot.controller.periodic import every
 from modelpilot.controller.refs import Key, ModelRef
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.gpu.summary import QUERIES, per_model, per_pod
 from modelpilot.observer.pods import PodInfo
-
-log = logging.getLogger(__name__)
 
 
 class GpuLoop:
@@ -32,13 +29,7 @@ class GpuLoop:
     async def run(self) -> None:
         if self.prometheus is None:
             return
-        while True:
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("GPU summary failed; next in %ss", self.interval)
-            await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0))
+        await every(self.interval, self.tick, "GPU summary")
 
     async def tick(self) -> None:
         assert self.prometheus is not None

@@ -1,12 +1,18 @@
 """What the operator's indexes keep per object: small, plain and immutable."""
 
 import copy
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name)
+T = TypeVar("T")
+
+
+def first(values: Collection[T] | None) -> T | None:
+    """The one value an index keeps for a key (kopf stores a collection per key)."""
+    return next(iter(values), None) if values else None
 
 
 class ModelRef(BaseModel):

@@ -6,7 +6,6 @@ pending scale-down waits its delay again, which errs on the side of capacity.
 """
 
 import asyncio
-import logging
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import replace
@@ -18,19 +17,14 @@ from prometheus_api_client import PrometheusConnect
 from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 from modelpilot.api.status import ConditionStatus
 from modelpilot.controller.kube import Kube
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.periodic import every
+from modelpilot.controller.refs import DeploymentRef, Key, ModelRef, first
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.observer.pods import PodInfo, format_time
 from modelpilot.scaler import signals
 from modelpilot.scaler.effective import effective, overrides_of
 from modelpilot.scaler.policy import Observation, ScalerState, decide
 from modelpilot.workload.validate import validate
-
-log = logging.getLogger(__name__)
-
-
-def _first(values: Collection[Any] | None) -> Any:
-    return next(iter(values), None) if values else None
 
 
 class ScalerLoop:
@@ -52,18 +46,12 @@ class ScalerLoop:
         self.queries = 0  # Prometheus queries made (the benchmark reads this)
 
     async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scaler tick failed; next tick in %ss", self.interval)
-            await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0))
+        await every(self.interval, self.tick, "scaler tick")
 
     def _models(self) -> dict[Key, tuple[ModelRef, ModelDeploymentSpec, AutoscalingSpec]]:
         valid = {}
         for key, refs in list(self.models.items()):
-            model = _first(refs)
+            model = first(refs)
             spec, _ = validate(model.spec) if model else (None, [])
             if model is not None and spec is not None:
                 valid[key] = (
@@ -107,11 +95,11 @@ class ScalerLoop:
         settings: AutoscalingSpec,
         demand: dict[int, dict[Key, signals.Concurrency]] | str,
     ) -> None:
-        deployment: DeploymentRef | None = _first(self.deployments.get(key))
+        deployment: DeploymentRef | None = first(self.deployments.get(key))
         if deployment is None:
             return
         effective_wire = settings.wire()
-        hpa = _first(self.hpas.get((key[0], deployment.name)))
+        hpa = first(self.hpas.get((key[0], deployment.name)))
         if hpa is not None:
             self.states.pop(key, None)
             self.worker.contribute(

@@ -13,12 +13,12 @@ import logging
 import time
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from modelpilot.api.status import Condition, ConditionStatus, Restarts
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.refs import DeploymentRef, Key, ModelRef, first
 from modelpilot.observer import restarts as restart_logic
 from modelpilot.observer.pods import PodInfo
 from modelpilot.observer.summary import (
@@ -31,7 +31,6 @@ from modelpilot.observer.summary import (
 from modelpilot.workload.validate import validate
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 OWN_CONDITIONS = ("Ready", "Progressing", "Degraded")
 
 # Condition reasons worth an Event when a condition turns to them.
@@ -53,10 +52,6 @@ _RESTART_EVENTS = {
         "was killed by its liveness probe: under load the server may answer health checks too late",
     ),
 }
-
-
-def _first(values: Collection[T] | None) -> T | None:
-    return next(iter(values), None) if values else None
 
 
 class StatusWorker:
@@ -97,7 +92,7 @@ class StatusWorker:
         """Another component's part of the status: whole sections (e.g. "autoscaling") and
         conditions as (type, status, reason, message); written with the next refresh."""
         self.sections.setdefault(key, {}).update(sections)
-        model = _first(self.models.get(key))
+        model = first(self.models.get(key))
         baseline = self.written.get(key) or (model.status if model else {})
         before = [Condition.model_validate(c) for c in baseline.get("conditions", [])]
         generation = self.reconciled.get(key, baseline.get("observedGeneration"))
@@ -145,13 +140,13 @@ class StatusWorker:
             memory.pop(key, None)
 
     async def refresh(self, key: Key) -> None:
-        model = _first(self.models.get(key))
+        model = first(self.models.get(key))
         if model is None:
             self._forget(key)
             return
         now = datetime.now(UTC)
         pods = list(self.pods.get(key) or ())
-        deployment = _first(self.deployments.get(key))
+        deployment = first(self.deployments.get(key))
         baseline = self.written.get(key) or model.status
 
         previous = self.restarts.get(key) or Restarts.model_validate(baseline.get("restarts", {}))

@@ -99,6 +99,15 @@ def pod_template(name: str, spec: ModelDeploymentSpec, meter_image: str) -> dict
     return template
 
 
+def _metadata(name: str, namespace: str, owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": object_labels(name),
+        "ownerReferences": [owner],
+    }
+
+
 def deployment(
     name: str,
     namespace: str,
@@ -110,12 +119,7 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": object_labels(name),
-            "ownerReferences": [owner],
-        },
+        "metadata": _metadata(name, namespace, owner),
         "spec": {
             "replicas": clamp_replicas(replicas, spec),
             "selector": {"matchLabels": selector_labels(name)},
@@ -131,12 +135,7 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": object_labels(name),
-            "ownerReferences": [owner],
-        },
+        "metadata": _metadata(name, namespace, owner),
         "spec": {
             "selector": selector_labels(name),
             # Through the meter when it is on, so every request is measured.

@@ -32,6 +32,11 @@ class StatusCollector(Collector):
             "Pods by Ready condition (true, false, unknown).",
             labels=[*LABELS, "condition"],
         )
+        settings = GaugeMetricFamily(
+            "modelpilot_autoscaling_setting",
+            "Autoscaling settings in force (status.autoscaling.effective), for alerts.",
+            labels=[*LABELS, "setting"],
+        )
         recommended = GaugeMetricFamily(
             "modelpilot_recommended_value",
             "The advisor's recommended value for a setting (open recommendations only).",
@@ -58,8 +63,10 @@ class StatusCollector(Collector):
                 ("unknown", "unknown"),
             ):
                 readiness.add_metric([namespace, name, condition], pods.get(field, 0))
+            for setting, value in status.get("autoscaling", {}).get("effective", {}).items():
+                settings.add_metric([namespace, name, setting], value)
             for rec in status.get("advisor", {}).get("recommendations", []):
                 recommended.add_metric([namespace, name, rec["setting"]], rec["recommended"])
             for item in status.get("restarts", {}).get("byReason", []):
                 restarts.add_metric([namespace, name, item["reason"]], item["count"])
-        yield from (replicas, desired, readiness, restarts, recommended)
+        yield from (replicas, desired, readiness, restarts, recommended, settings)

@@ -297,3 +297,49 @@ def gpu_agent(listen: str, node_name: str, proc: str, pod_refresh: float) -> Non
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
+
+
+@main.command()
+@click.argument("name")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--prometheus-url", envvar="MODELPILOT_PROMETHEUS_URL", required=True)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read the ModelDeployment from this YAML instead of the cluster.",
+)
+@click.option(
+    "--since",
+    default="6h",
+    show_default=True,
+    callback=lambda _c, _p, v: parse_duration(v),
+    help="History to show.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the HTML file.",
+)
+def report(
+    name: str, namespace: str, prometheus_url: str, from_file: str | None, since: int, output: str
+) -> None:
+    """Write one self-contained HTML report for a ModelDeployment: the metrics tab's charts,
+    its status and the advisor's recommendations with their evidence."""
+    from pathlib import Path
+
+    from prometheus_api_client import PrometheusConnect
+
+    from modelpilot.advisor.report import load_models, require_prometheus
+    from modelpilot.report.render import render
+
+    prometheus = PrometheusConnect(url=prometheus_url, disable_ssl=True)
+    require_prometheus(prometheus, prometheus_url)
+    found = load_models(from_file, namespace, name)
+    if not found:
+        raise click.ClickException(f"ModelDeployment {namespace}/{name} not found")
+    Path(output).write_text(render(found[0], prometheus, since))
+    click.echo(f"wrote {output}")

@@ -109,6 +109,17 @@ def document(evaluations: list[Evaluation]) -> dict[str, Any]:
     }
 
 
+def require_prometheus(prometheus: PrometheusConnect, url: str) -> None:
+    """Exit 1 with one line naming the URL when Prometheus does not answer."""
+    try:
+        reachable = prometheus.check_prometheus_connection()
+    except Exception:
+        reachable = False
+    if not reachable:
+        click.echo(f"error: cannot reach Prometheus at {url}", err=True)
+        sys.exit(1)
+
+
 def run_advise(
     *,
     name: str | None,
@@ -120,13 +131,7 @@ def run_advise(
     output: str,
 ) -> None:
     prometheus = PrometheusConnect(url=prometheus_url, disable_ssl=True)
-    try:
-        reachable = prometheus.check_prometheus_connection()
-    except Exception:
-        reachable = False
-    if not reachable:
-        click.echo(f"error: cannot reach Prometheus at {prometheus_url}", err=True)
-        sys.exit(1)
+    require_prometheus(prometheus, prometheus_url)
     models = load_models(from_file, namespace, name)
     if not models:
         click.echo("no ModelDeployments found", err=True)

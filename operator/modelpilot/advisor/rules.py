@@ -293,7 +293,9 @@ def cold_starts(ctx: Context) -> Recommendation | None:
             "latencyOtherwiseSeconds": round(statistics.median(lat_out), 3)
             if lat_out
             else "unknown",
-            "concurrencyWhileStartingP90": round(load, 2),
+            "requestsPerSecondWhileStartingP90": round(arrivals, 2),
+            "quietLatencySeconds": round(ctx.baseline, 3),
+            "demandWhileStarting": round(load, 2),
         },
         confidence=round(min(0.9, 0.5 + 0.1 * len(episodes)), 2),
     )

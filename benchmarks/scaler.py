@@ -25,7 +25,7 @@ from prometheus_api_client import PrometheusConnect
 
 from modelpilot.api import MODEL_LABEL
 from modelpilot.controller.config import OperatorConfig
-from modelpilot.controller.kube import Kube
+from modelpilot.controller.kube import Kube, use_api_threads
 from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
@@ -143,6 +143,7 @@ def main() -> None:
         loop = ScalerLoop(kube, prom, worker, models, pods, deployments, {}, interval=10)
 
         async def ticks() -> tuple[float, float, int, int]:
+            use_api_threads(16)  # as the operator does at startup
             t0 = time.perf_counter()
             await loop.tick()
             first = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLU
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
-from modelpilot.controller.kube import Kube, load_api_client
+from modelpilot.controller.kube import Kube, load_api_client, use_api_threads
 from modelpilot.controller.metrics import StatusCollector
 from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
@@ -69,6 +69,7 @@ async def startup(
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     settings.watching.label_selectors["v1", "services"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
+    use_api_threads(config.status_concurrency * 2)
     kube = Kube(load_api_client(pool_size=config.status_concurrency * 2))
     memo.kube = kube
     memo.applier = WorkloadApplier(kube, config.meter_image)

@@ -7,6 +7,7 @@ kopf's watches) never block. Responses are read as plain JSON dicts.
 import asyncio
 import json
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,14 @@ def load_api_client(pool_size: int = 16) -> client.ApiClient:
         config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
+
+
+def use_api_threads(workers: int) -> None:
+    """API calls run in the loop's default executor: size it to the connection pool (the
+    default, cores + 4, throttles a tick that scales hundreds of models)."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
+    )
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -228,7 +228,7 @@ def advise(
 ) -> None:
     """Evaluate ModelDeployments once against Prometheus and print recommendations (no
     writes anywhere)."""
-    from modelpilot.advisor.report import run_advise
+    from modelpilot.advisor.advise import run_advise
 
     run_advise(
         name=name,
@@ -333,7 +333,7 @@ def report(
 
     from prometheus_api_client import PrometheusConnect
 
-    from modelpilot.advisor.report import load_models, require_prometheus
+    from modelpilot.advisor.advise import load_models, require_prometheus
     from modelpilot.report.render import render
 
     prometheus = PrometheusConnect(url=prometheus_url, disable_ssl=True)

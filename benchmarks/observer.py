@@ -11,7 +11,6 @@ Run: .venv/bin/python benchmarks/observer.py [--models 200] [--pods 5] [--change
 """
 
 import argparse
-import os
 import secrets
 import statistics
 import subprocess
@@ -28,8 +27,8 @@ from kubernetes import client, config, watch
 from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import FakeKubelet
-from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.servers import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,30 +135,19 @@ def main() -> None:
         f"in {time.monotonic() - t0:.1f}s"
     )
 
-    metrics_port, health_port = pick_port(), pick_port()
     log_path = state.state_dir / "logs" / "operator-bench.log"
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelpilot",
-                "run",
-                f"--metrics-address=127.0.0.1:{metrics_port}",
-                f"--health-address=127.0.0.1:{health_port}",
-                f"--namespace={namespace}",
-            ],
-            env={**os.environ, "KUBECONFIG": str(state.operator_kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    operator = OperatorProcess(log_path, state.operator_kubeconfig, namespace=namespace)
     try:
 
         def all_counted() -> bool:
             items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-            return (
-                sum(i.get("status", {}).get("replicas", {}).get("starting", 0) for i in items)
-                == args.models * args.pods
+            # Also the scaler's first word on each model (ScalingActive), so that the idle
+            # window below measures steady state, not the operator's first pass.
+            return sum(
+                i.get("status", {}).get("replicas", {}).get("starting", 0) for i in items
+            ) == args.models * args.pods and all(
+                any(c["type"] == "ScalingActive" for c in i.get("status", {}).get("conditions", []))
+                for i in items
             )
 
         t0 = time.monotonic()
@@ -222,13 +210,12 @@ def main() -> None:
         idle_writes = models_watch.modified - before
         models_watch.stopped = pods_watch.stopped = True
 
-        status = Path(f"/proc/{operator.pid}/status").read_text()
+        status = Path(f"/proc/{operator.proc.pid}/status").read_text()
         peak_kib = int(
             next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
         )
     finally:
-        operator.terminate()
-        operator.wait(timeout=30)
+        operator.stop()
         if started:
             controlplane.down()
 

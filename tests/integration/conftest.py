@@ -10,8 +10,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,10 +19,10 @@ from kubernetes import client, config
 
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import FakeKubelet
-from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
+from modelpilot.devcluster.servers import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -181,16 +179,6 @@ SHARD_LABEL = "modelpilot.dev/shard"
 DEDICATED_SHARD = "dedicated"
 
 
-class RunningOperator:
-    """`modelpilot run` as its own process, under the operator's RBAC identity."""
-
-    def __init__(self, log_path: Path, metrics_url: str, process: subprocess.Popen[bytes]):
-        self.log_path, self.metrics_url, self.process = log_path, metrics_url, process
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 def kubectl(kubeconfig: Path, *args: str) -> str:
     result = subprocess.run(
         ["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
@@ -205,57 +193,34 @@ def operator(
     crds: list[str],
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
-) -> Iterator[RunningOperator]:
+) -> Iterator[OperatorProcess]:
     """The operator installed as a user would (`kubectl apply -k manifests/` for the CRD and
     RBAC) and run locally with the ServiceAccount's credentials. At the end of the session
     its log must hold no Forbidden (the RBAC in manifests/ is enough) and no traceback."""
     admin, operator_kubeconfig = kubeconfigs
     kubectl(admin, "apply", "-k", str(REPO / "manifests"))
-    metrics_port, health_port = pick_port(), pick_port()
     prometheus = (
-        []
+        {}
         if EXTERNAL_ADMIN
-        else [f"--prometheus-url={request.getfixturevalue('cluster').prometheus_url}"]
+        else {"prometheus_url": request.getfixturevalue("cluster").prometheus_url}
     )
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelpilot",
-                "run",
-                "--verbose",
-                "--resync-seconds=1",
-                "--scaler-interval=1",
-                "--gpu-interval=1",
-                # Models labelled for a dedicated test operator are not this one's.
-                f"--selector={SHARD_LABEL}!={DEDICATED_SHARD}",
-                *prometheus,
-                f"--metrics-address=127.0.0.1:{metrics_port}",
-                f"--health-address=127.0.0.1:{health_port}",
-            ],
-            env={**os.environ, "KUBECONFIG": str(operator_kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningOperator(log_path, f"http://127.0.0.1:{metrics_port}/metrics", process)
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1):
-                return True
-        except OSError:
-            return False
-
+    running = OperatorProcess(
+        log_path,
+        operator_kubeconfig,
+        verbose=True,
+        resync_seconds=1,
+        scaler_interval=1,
+        gpu_interval=1,
+        # Models labelled for a dedicated test operator are not this one's.
+        selector=f"{SHARD_LABEL}!={DEDICATED_SHARD}",
+        **prometheus,
+    )
     try:
-        if not wait_until(healthy, 30, interval=0.2):
-            raise RuntimeError(f"operator did not start:\n{running.log()[-3000:]}")
         yield running
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        running.stop()
         print(f"operator log: {log_path}")
-    log = running.log()
+    log = running.log_text()
     assert "Forbidden" not in log, f"the operator hit RBAC limits; see {log_path}"
     assert "Traceback" not in log, f"the operator raised; see {log_path}"

@@ -1,8 +1,6 @@
 """Auto mode on the local control plane: a dedicated operator (its own shard of models)
 reads six backfilled hours of a scenario and applies, holds or reverts changes."""
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,10 +10,10 @@ import pytest
 from kubernetes import client
 
 from modelpilot.api import GROUP, PLURAL, VERSION
-from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
 from modelpilot.devcluster.scenarios import catalogue, series, simulate
+from modelpilot.devcluster.servers import OperatorProcess
 
 from .conftest import DEDICATED_SHARD, SHARD_LABEL
 from .operator_helpers import Models, eventually, model_spec
@@ -40,36 +38,26 @@ def auto_operator(
     backfill(to_openmetrics(history), prometheus.data_dir)
     prometheus.start()
     models = Models(admin_api, namespace)
-    process: subprocess.Popen[bytes] | None = None
+    started: list[OperatorProcess] = []
 
     def start() -> None:
-        nonlocal process
-        log = (tmp_path / "auto-operator.log").open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelpilot",
-                "run",
-                f"--namespace={namespace}",
-                f"--selector={SHARD_LABEL}={DEDICATED_SHARD}",
-                f"--prometheus-url={prometheus.url}",
-                "--advisor-interval=2",
-                "--scaler-interval=2",
-                "--resync-seconds=1",
-                f"--metrics-address=127.0.0.1:{pick_port()}",
-                f"--health-address=127.0.0.1:{pick_port()}",
-            ],
-            env={"KUBECONFIG": str(kubeconfigs[1]), "PATH": "/usr/bin:/bin"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        started.append(
+            OperatorProcess(
+                tmp_path / "auto-operator.log",
+                kubeconfigs[1],
+                namespace=namespace,
+                selector=f"{SHARD_LABEL}={DEDICATED_SHARD}",
+                prometheus_url=prometheus.url,
+                advisor_interval=2,
+                scaler_interval=2,
+                resync_seconds=1,
+            )
         )
 
     models.start = start  # type: ignore[attr-defined]
     yield models
-    if process is not None:
-        process.terminate()
-        process.wait(timeout=30)
+    for process in started:
+        process.stop()
     prometheus.stop()
     log_text = (tmp_path / "auto-operator.log").read_text()
     assert "Traceback" not in log_text and "Forbidden" not in log_text, log_text[-3000:]

@@ -9,8 +9,9 @@ from kubernetes import client
 
 from modelpilot.api import MODEL_LABEL
 from modelpilot.devcluster.kubelet import ContainerState, FakeKubelet
+from modelpilot.devcluster.servers import OperatorProcess
 
-from .conftest import RunningOperator, kubectl
+from .conftest import kubectl
 from .operator_helpers import Models, eventually, model_spec, pod_labels
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -319,7 +320,7 @@ def test_status_is_not_rewritten_when_nothing_changes(
 
 
 def test_operator_metrics(
-    operator: RunningOperator, namespace: str, models: Models, kubelet: FakeKubelet
+    operator: OperatorProcess, namespace: str, models: Models, kubelet: FakeKubelet
 ) -> None:
     models.create("metered", model_spec())
     kubelet.create_pod(namespace, "m", labels=pod_labels("metered"))

@@ -1,5 +1,5 @@
-"""The fake model server and the meter as real processes on loopback (tests, benchmarks,
-the demo)."""
+"""The operator, the fake model server and the meter as real processes on loopback (tests,
+benchmarks, the demo)."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,23 +36,57 @@ def flags(**options: object) -> list[str]:
 
 
 class Process:
-    def __init__(self, args: list[str], log: Path, ready_url: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        ready_url: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 20,
+    ) -> None:
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             )
-        if not wait_until(lambda: _get(ready_url)[0] == 200, 20, interval=0.05):
+        if not wait_until(lambda: _get(ready_url)[0] == 200, timeout, interval=0.05):
             self.stop()
-            raise RuntimeError(f"{args[2:4]} did not start:\n{log.read_text()}")
+            raise RuntimeError(f"{args[2:4]} did not start:\n{log.read_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
+
+
+class OperatorProcess(Process):
+    """`modelpilot run` under the identity of `kubeconfig`, ready once /healthz answers."""
+
+    def __init__(self, log: Path, kubeconfig: Path, **options: object) -> None:
+        metrics_port, health_port = pick_port(), pick_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        args = [
+            sys.executable,
+            "-m",
+            "modelpilot",
+            "run",
+            f"--metrics-address=127.0.0.1:{metrics_port}",
+            f"--health-address=127.0.0.1:{health_port}",
+            *flags(**options),
+        ]
+        super().__init__(
+            args,
+            log,
+            f"http://127.0.0.1:{health_port}/healthz",
+            env={"KUBECONFIG": str(kubeconfig)},
+            timeout=30,
+        )
 
 
 class FakeModelProcess(Process):

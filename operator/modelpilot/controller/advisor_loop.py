@@ -19,11 +19,10 @@ from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.api.status import ConditionStatus
 from modelpilot.controller.kube import Kube
 from modelpilot.controller.periodic import every
-from modelpilot.controller.refs import Key, ModelRef
+from modelpilot.controller.refs import Key, ModelRef, valid_models
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.observer.pods import format_time, parse_time
 from modelpilot.scaler.effective import effective, overrides_of
-from modelpilot.workload.validate import validate
 
 HISTORY_KEPT = 20
 
@@ -66,13 +65,11 @@ class AdvisorLoop:
         await every(self.interval, self.tick, "advisor evaluation")
 
     def _advised(self) -> dict[Key, tuple[ModelRef, ModelDeploymentSpec]]:
-        out = {}
-        for key, refs in list(self.models.items()):
-            model = next(iter(refs), None)
-            spec, _ = validate(model.spec) if model else (None, [])
-            if model is not None and spec is not None and spec.advisor.mode != "Off":
-                out[key] = (model, spec)
-        return out
+        return {
+            key: (model, spec)
+            for key, (model, spec) in valid_models(self.models).items()
+            if spec.advisor.mode != "Off"
+        }
 
     async def tick(self) -> None:
         advised = self._advised()

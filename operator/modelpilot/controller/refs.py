@@ -2,9 +2,13 @@
 
 import copy
 from collections.abc import Collection, Mapping
+from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from modelpilot.api.spec import ModelDeploymentSpec
+from modelpilot.workload.validate import validate
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name)
 T = TypeVar("T")
@@ -24,6 +28,12 @@ class ModelRef(BaseModel):
     generation: int
     spec: dict[str, Any]
     status: dict[str, Any]
+
+    @cached_property
+    def validated(self) -> tuple[ModelDeploymentSpec | None, list[str]]:
+        """The parsed spec (None when invalid) and its problems, once per object version:
+        the status worker, scaler and advisor all ask on every pass."""
+        return validate(self.spec)
 
     @property
     def involved(self) -> dict[str, str]:
@@ -49,6 +59,19 @@ class ModelRef(BaseModel):
             spec=copy.deepcopy(dict(body.get("spec") or {})),
             status=copy.deepcopy(dict(body.get("status") or {})),
         )
+
+
+def valid_models(
+    index: Mapping[Key, Collection[ModelRef]],
+) -> dict[Key, tuple[ModelRef, ModelDeploymentSpec]]:
+    """The models in an index whose spec is valid, with that spec."""
+    out = {}
+    for key, refs in list(index.items()):
+        model = first(refs)
+        spec = model.validated[0] if model is not None else None
+        if model is not None and spec is not None:
+            out[key] = (model, spec)
+    return out
 
 
 class DeploymentRef(BaseModel):

@@ -18,13 +18,12 @@ from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 from modelpilot.api.status import ConditionStatus
 from modelpilot.controller.kube import Kube
 from modelpilot.controller.periodic import every
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef, first
+from modelpilot.controller.refs import DeploymentRef, Key, ModelRef, first, valid_models
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.observer.pods import PodInfo, format_time
 from modelpilot.scaler import signals
 from modelpilot.scaler.effective import effective, overrides_of
 from modelpilot.scaler.policy import Observation, ScalerState, decide
-from modelpilot.workload.validate import validate
 
 
 class ScalerLoop:
@@ -49,17 +48,14 @@ class ScalerLoop:
         await every(self.interval, self.tick, "scaler tick")
 
     def _models(self) -> dict[Key, tuple[ModelRef, ModelDeploymentSpec, AutoscalingSpec]]:
-        valid = {}
-        for key, refs in list(self.models.items()):
-            model = first(refs)
-            spec, _ = validate(model.spec) if model else (None, [])
-            if model is not None and spec is not None:
-                valid[key] = (
-                    model,
-                    spec,
-                    effective(spec.autoscaling, overrides_of(model.status), spec.advisor.limits),
-                )
-        return valid
+        return {
+            key: (
+                model,
+                spec,
+                effective(spec.autoscaling, overrides_of(model.status), spec.advisor.limits),
+            )
+            for key, (model, spec) in valid_models(self.models).items()
+        }
 
     async def fetch(self, windows: set[int]) -> dict[int, dict[Key, signals.Concurrency]] | str:
         """Demand per model for each window; a string says why there is none."""

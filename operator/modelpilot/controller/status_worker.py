@@ -28,7 +28,6 @@ from modelpilot.observer.summary import (
     find_trouble,
     make_condition,
 )
-from modelpilot.workload.validate import validate
 
 log = logging.getLogger(__name__)
 OWN_CONDITIONS = ("Ready", "Progressing", "Degraded")
@@ -162,7 +161,7 @@ class StatusWorker:
         served.intersection_update(p.uid for p in pods)
 
         replicas = count_replicas(pods, deployment.replicas if deployment else 0)
-        _, problems = validate(model.spec)
+        _, problems = model.validated
         generation = self.reconciled.get(key, baseline.get("observedGeneration"))
         before = [
             Condition.model_validate(c)

@@ -17,6 +17,10 @@ def parse_duration(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a duration like 6h, 90m or 3600s") from None
 
 
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    return parse_duration(value)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelpilot")
 def main() -> None:
@@ -90,7 +94,7 @@ def main() -> None:
     "advisor_lookback_seconds",
     default="6h",
     show_default=True,
-    callback=lambda _ctx, _param, value: parse_duration(value),
+    callback=_duration,
     help="History the advisor reads (e.g. 6h, 90m).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
@@ -205,7 +209,7 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
     "--lookback",
     default="6h",
     show_default=True,
-    callback=lambda _c, _p, v: parse_duration(v),
+    callback=_duration,
     help="History to read (e.g. 6h, 90m).",
 )
 @click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
@@ -313,7 +317,7 @@ def gpu_agent(listen: str, node_name: str, proc: str, pod_refresh: float) -> Non
     "--since",
     default="6h",
     show_default=True,
-    callback=lambda _c, _p, v: parse_duration(v),
+    callback=_duration,
     help="History to show.",
 )
 @click.option(

@@ -1,8 +1,13 @@
 """The `modelpilot` command; each capability adds its subcommand here."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import click
 
 from modelpilot import __version__
+
+FC = TypeVar("FC", bound=Callable[..., object])
 
 
 def parse_duration(text: str) -> int:
@@ -19,6 +24,17 @@ def parse_duration(text: str) -> int:
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     return parse_duration(value)
+
+
+def _scrape_interval(name: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--scrape-interval",
+        name,
+        default="15s",
+        show_default=True,
+        callback=_duration,
+        help="How often Prometheus scrapes the meters: rate() windows span at least four scrapes.",
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,6 +113,15 @@ def main() -> None:
     callback=_duration,
     help="History the advisor reads (e.g. 6h, 90m).",
 )
+@click.option(
+    "--advisor-step",
+    "advisor_step_seconds",
+    default="60s",
+    show_default=True,
+    callback=_duration,
+    help="Resolution of that history (one point per step).",
+)
+@_scrape_interval("scrape_interval_seconds")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
     """Run the operator (uses in-cluster credentials, else KUBECONFIG)."""
@@ -213,6 +238,7 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
     help="History to read (e.g. 6h, 90m).",
 )
 @click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
+@_scrape_interval("scrape_interval")
 @click.option(
     "-o",
     "--output",
@@ -228,6 +254,7 @@ def advise(
     from_file: str | None,
     lookback: int,
     step: int,
+    scrape_interval: int,
     output: str,
 ) -> None:
     """Evaluate ModelDeployments once against Prometheus and print recommendations (no
@@ -241,6 +268,7 @@ def advise(
         from_file=from_file,
         lookback=lookback,
         step=step,
+        scrape_interval=scrape_interval,
         output=output,
     )
 

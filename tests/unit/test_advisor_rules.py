@@ -2,7 +2,7 @@
 
 import pytest
 
-from modelpilot.advisor.evaluate import evaluate
+from modelpilot.advisor.evaluate import evaluate, evaluate_since_change
 from modelpilot.advisor.model import Evaluation, History, Objective
 from modelpilot.devcluster.scenarios import Scenario, catalogue, history, simulate
 
@@ -94,3 +94,27 @@ def test_too_short_a_history_is_insufficient() -> None:
     short = History(times=[1.0, 2.0], step=1.0, concurrency=[1.0, 1.0], active=[1.0, 1.0])
     evaluation = evaluate("ns", "m", short, SCENARIOS["healthy"].settings, Objective())
     assert evaluation.status == "insufficient-data"
+
+
+def test_history_since_keeps_only_later_points_of_every_signal() -> None:
+    h = history(simulate(SCENARIOS["thrash"], 3600), 1.7e9)
+    cut = h.times[10]
+    later = h.since(cut)
+    assert later.times == h.times[11:]
+    assert later.latency == h.latency[11:] and later.active == h.active[11:]
+    assert h.since(h.times[-1]).times == []
+
+
+def test_after_a_change_only_the_history_since_it_is_judged() -> None:
+    scenario = SCENARIOS["thrash"]
+    h = history(simulate(scenario, SIX_HOURS), 1.7e9)
+    objective = Objective(seconds=scenario.objective_ms / 1000 if scenario.objective_ms else None)
+    before = evaluate_since_change("ns", "m", h, scenario.settings, objective, None)
+    assert "Thrash" in by_reason(before)
+    # Just changed: the thrash it saw happened under the old settings, so no advice yet.
+    waiting = evaluate_since_change("ns", "m", h, scenario.settings, objective, h.times[-3])
+    assert waiting.status == "ok" and waiting.recommendations == []
+    assert "judging the last change" in waiting.message
+    # Changed long ago: the hours since then still thrash, so the advice stands.
+    old = evaluate_since_change("ns", "m", h, scenario.settings, objective, h.times[0])
+    assert "Thrash" in by_reason(old)

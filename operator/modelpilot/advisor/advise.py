@@ -48,7 +48,11 @@ def load_models(
 
 
 def evaluate_all(
-    models: list[dict[str, Any]], prometheus: PrometheusConnect, lookback: int, step: int
+    models: list[dict[str, Any]],
+    prometheus: PrometheusConnect,
+    lookback: int,
+    step: int,
+    scrape_interval: int = 15,
 ) -> tuple[list[Evaluation], int]:
     parsed = {}
     for doc in models:
@@ -58,7 +62,11 @@ def evaluate_all(
             raise click.ClickException(f"{key[0]}/{key[1]}: invalid spec: {'; '.join(problems)}")
         parsed[key] = (spec, doc.get("status") or {})
     percentile_of = {k: objective_of(spec).percentile for k, (spec, _) in parsed.items()}
-    fetched = asyncio.run(source.fetch(prometheus, percentile_of, lookback, step, time.time()))
+    fetched = asyncio.run(
+        source.fetch(
+            prometheus, percentile_of, lookback, step, time.time(), scrape_interval=scrape_interval
+        )
+    )
     evaluations = [
         evaluate(
             k[0],
@@ -129,6 +137,7 @@ def run_advise(
     lookback: int,
     step: int,
     output: str,
+    scrape_interval: int = 15,
 ) -> None:
     prometheus = PrometheusConnect(url=prometheus_url, disable_ssl=True)
     require_prometheus(prometheus, prometheus_url)
@@ -136,7 +145,7 @@ def run_advise(
     if not models:
         click.echo("no ModelDeployments found", err=True)
         sys.exit(1)
-    evaluations, _ = evaluate_all(models, prometheus, lookback, step)
+    evaluations, _ = evaluate_all(models, prometheus, lookback, step, scrape_interval)
     if output == "json":
         click.echo(json.dumps(document(evaluations), indent=2))
     elif output == "yaml":

@@ -64,6 +64,31 @@ def evaluate(
     )
 
 
+def evaluate_since_change(
+    namespace: str,
+    name: str,
+    history: History | None,
+    settings: AutoscalingSpec,
+    objective: Objective,
+    last_change: float | None,
+) -> Evaluation:
+    """Judge only the history after the last applied change (unix time): what came before
+    describes settings that are gone, and judging it again would repeat the same advice
+    (Auto mode would step the same setting again and again on stale evidence)."""
+    if history is None or last_change is None:
+        return evaluate(namespace, name, history, settings, objective)
+    evaluation = evaluate(namespace, name, history.since(last_change), settings, objective)
+    if evaluation.status == "ok" or missing_signals(history):
+        return evaluation
+    return Evaluation(
+        namespace=namespace,
+        name=name,
+        status="ok",
+        message=f"judging the last change: recommendations resume once {MIN_POINTS} points of "
+        "history follow it",
+    )
+
+
 def objective_of(spec: ModelDeploymentSpec) -> Objective:
     target = spec.advisor.latency_objective
     if target is None:

@@ -37,6 +37,14 @@ class History(BaseModel):
     queue: Series = Field(default_factory=list)  # async queue size
     gpu_utilization: Series = Field(default_factory=list)  # percent, when known
 
+    def since(self, t: float) -> "History":
+        """The points after unix time `t`."""
+        first = next((i for i, ts in enumerate(self.times) if ts > t), len(self.times))
+        return self.model_copy(
+            update={name: getattr(self, name)[first:] for name in ("times", *SIGNALS)}
+            | {"gpu_utilization": self.gpu_utilization[first:]}
+        )
+
     def coverage(self, signal: str) -> float:
         values: Series = getattr(self, signal)
         return sum(v is not None for v in values) / len(self.times) if self.times else 0.0

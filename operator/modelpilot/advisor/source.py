@@ -19,11 +19,14 @@ BY = "namespace, model_deployment"
 LATENCY_SHARDS = 2
 
 
-def queries(step: int, percentiles: Iterable[int], matchers: str = "") -> dict[str, str]:
+def queries(
+    step: int, percentiles: Iterable[int], matchers: str = "", scrape_interval: int = 15
+) -> dict[str, str]:
     """Signal (or latency@percentile) -> PromQL covering every model at once, or only those
     that `matchers` (e.g. 'namespace="a"') select."""
-    # rate() needs two samples in its window: twice the step covers scrapes up to it apart.
-    window = f"{max(2 * step, 60)}s"
+    # Each point's rate() covers twice the step (no request falls between points), and at
+    # least four scrapes, so a missed scrape does not leave it with one sample.
+    window = f"{max(2 * step, 4 * scrape_interval)}s"
     m = f"{{{matchers}}}" if matchers else ""
     out = {
         "concurrency": f"sum by ({BY}) (rate(modelpilot_concurrency_seconds_total{m}[{window}]))",
@@ -132,11 +135,12 @@ async def fetch(
     step: int,
     end: float,
     matchers: str = "",
+    scrape_interval: int = 15,
 ) -> Fetched:
     """All signals for all models: one range query each (raises on Prometheus errors)."""
     start = end - lookback_seconds
     times = [float(t) for t in range(int(start - start % step) + step, int(end) + 1, step)]
-    wanted = queries(step, percentile_of.values() or [95], matchers)
+    wanted = queries(step, percentile_of.values() or [95], matchers, scrape_interval)
     # The latency quantile is by far the dearest query (every bucket of every pod at every
     # step) and Prometheus runs one query on one core: split it by model across cores.
     if len(percentile_of) >= 2 * LATENCY_SHARDS and not matchers:
@@ -148,9 +152,9 @@ async def fetch(
             for i in range(0, len(models), size):
                 # DNS-label names: only "." is special in a regex ("\\." inside PromQL quotes).
                 regex = "|".join(m.replace(".", "\\\\.") for m in models[i : i + size])
-                wanted[f"{name}#{i}"] = queries(step, [percentile], f'model_deployment=~"{regex}"')[
-                    name
-                ]
+                wanted[f"{name}#{i}"] = queries(
+                    step, [percentile], f'model_deployment=~"{regex}"', scrape_interval
+                )[name]
 
     async def one(query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await asyncio.to_thread(

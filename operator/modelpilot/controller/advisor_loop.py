@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from modelpilot.advisor import source
 from modelpilot.advisor.auto import Change, plan
-from modelpilot.advisor.evaluate import evaluate, objective_of
+from modelpilot.advisor.evaluate import evaluate_since_change, objective_of
 from modelpilot.advisor.model import Evaluation, History
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.api.status import ConditionStatus
@@ -56,9 +56,11 @@ class AdvisorLoop:
         interval: float,
         lookback_seconds: int = 6 * 3600,
         step_seconds: int = 60,
+        scrape_interval: int = 15,
     ) -> None:
         self.kube, self.prometheus, self.worker, self.models = kube, prometheus, worker, models
         self.interval, self.lookback, self.step = interval, lookback_seconds, step_seconds
+        self.scrape_interval = scrape_interval
         self.queries = 0
 
     async def run(self) -> None:
@@ -82,7 +84,12 @@ class AdvisorLoop:
         percentile_of = {k: objective_of(spec).percentile for k, (_, spec) in advised.items()}
         try:
             fetched = await source.fetch(
-                self.prometheus, percentile_of, self.lookback, self.step, time.time()
+                self.prometheus,
+                percentile_of,
+                self.lookback,
+                self.step,
+                time.time(),
+                scrape_interval=self.scrape_interval,
             )
         except Exception as exc:  # unreachable, timeouts, bad answers alike
             for key in advised:
@@ -106,16 +113,23 @@ class AdvisorLoop:
         previous: dict[str, Any] = dict(status.get("advisor") or {})
         overrides = dict(overrides_of(status))
         settings = effective(spec.autoscaling, overrides, spec.advisor.limits)
-        evaluation = evaluate(key[0], key[1], history, settings, objective_of(spec))
         changes = [Change.model_validate(c) for c in previous.get("history") or []]
+        changed_at = {
+            i: ts.timestamp()
+            for i, c in enumerate(changes)
+            if (ts := parse_time(c.time)) is not None
+        }
+        evaluation = evaluate_since_change(
+            key[0],
+            key[1],
+            history,
+            settings,
+            objective_of(spec),
+            max(changed_at.values(), default=None),
+        )
 
         now = datetime.now(UTC)
         if spec.advisor.mode == "Auto":
-            changed_at = {
-                i: ts.timestamp()
-                for i, c in enumerate(changes)
-                if (ts := parse_time(c.time)) is not None
-            }
             decided = plan(
                 evaluation,
                 spec.advisor,
@@ -155,7 +169,8 @@ class AdvisorLoop:
                 "True",
                 "MetricsAvailable",
                 f"{len(history.times) if history else 0} points over the last "
-                f"{self.lookback // 3600}h",
+                f"{_span(self.lookback)}"
+                + (f"; {evaluation.message}" if evaluation.message else ""),
             )
             if evaluation.status == "ok"
             else ("MetricsAvailable", "False", "InsufficientData", evaluation.message)
@@ -176,3 +191,7 @@ class AdvisorLoop:
                     f"{rec.reason}: set {rec.setting} {rec.current} -> {rec.recommended} "
                     f"(confidence {rec.confidence:.2f}). {rec.message}",
                 )
+
+
+def _span(seconds: int) -> str:
+    return f"{seconds // 3600}h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60}m"

@@ -21,3 +21,7 @@ class OperatorConfig(BaseModel):
     gpu_interval: float = Field(30.0, description="Seconds between GPU summaries.")
     advisor_interval: float = Field(300.0, description="Seconds between advisor evaluations.")
     advisor_lookback_seconds: int = Field(6 * 3600, description="History the advisor reads.")
+    advisor_step_seconds: int = Field(60, ge=1, description="Resolution of that history.")
+    scrape_interval_seconds: int = Field(
+        15, ge=1, description="Prometheus' scrape interval for the meters (sizes rate windows)."
+    )

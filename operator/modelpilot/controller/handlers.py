@@ -98,6 +98,8 @@ async def startup(
         model_index,
         config.advisor_interval,
         config.advisor_lookback_seconds,
+        config.advisor_step_seconds,
+        config.scrape_interval_seconds,
     )
     memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
     memo.gpu = GpuLoop(prometheus, memo.worker, model_index, pods, config.gpu_interval)

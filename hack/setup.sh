@@ -43,8 +43,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# --- kube-apiserver ------------------------------------------------------------------------
+# --- kube-apiserver and kube-controller-manager (the demo's) -----------------------------
+# envtest binaries have no controller manager: `make demo` then asks for hack/build-kube.sh.
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
   exit 0
 fi
-bash hack/build-kube-apiserver.sh
+bash hack/build-kube.sh

@@ -10,6 +10,8 @@ CACHE_DIR = Path(os.environ.get("MODELPILOT_CACHE", Path.home() / ".cache" / "mo
 _HOW_TO_GET = {
     "kube-apiserver": "run `make setup` (builds it into ~/.cache/modelpilot/bin) "
     "or set KUBEBUILDER_ASSETS to a folder of envtest binaries",
+    "kube-controller-manager": "run `bash hack/build-kube.sh` (builds it into "
+    "~/.cache/modelpilot/bin; `make setup` does unless KUBEBUILDER_ASSETS is set)",
     "etcd": "apt-get install etcd-server, or set KUBEBUILDER_ASSETS",
     "prometheus": "apt-get install prometheus",
     "promtool": "apt-get install prometheus",

@@ -1,4 +1,5 @@
-"""Start, stop and find the local control plane: etcd, kube-apiserver and Prometheus.
+"""Start, stop and find the local control plane: etcd, kube-apiserver and Prometheus, and
+for the demo kube-controller-manager.
 
 Everything lives in one state folder (`.local/` in the repository by default):
 `kubeconfig` (admin), `operator.kubeconfig` (the operator's service-account identity),
@@ -66,7 +67,15 @@ class ClusterState(BaseModel):
         return self.state_dir / "prometheus" / "targets"
 
 
-_EXES = {"etcd": "etcd", "kube-apiserver": "kube-apiserver", "prometheus": "prometheus"}
+_EXES = {
+    "etcd": "etcd",
+    "kube-apiserver": "kube-apiserver",
+    "prometheus": "prometheus",
+    "kube-controller-manager": "kube-controller-manager",
+}
+# Kubernetes' own Deployment -> ReplicaSet -> Pod chain and Service Endpoints (the demo). The
+# tests create pods themselves, so their control plane runs without it.
+CONTROLLERS = "deployment,replicaset,endpoint,garbagecollector"
 
 
 def load_state(state_dir: Path = DEFAULT_STATE_DIR) -> ClusterState | None:
@@ -130,15 +139,25 @@ def _kubeconfig(state: ClusterState, user: str, token: str) -> str:
     )
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> ClusterState:
-    """Start the control plane, or return the running one when it already answers."""
+def up(
+    state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0, controllers: bool = False
+) -> ClusterState:
+    """Start the control plane, or return the running one when it already answers (and runs
+    the controller manager when `controllers` asks for it)."""
     existing = load_state(state_dir)
-    if existing is not None and is_healthy(existing):
+    if (
+        existing is not None
+        and is_healthy(existing)
+        and controllers == ("kube-controller-manager" in existing.pids)
+    ):
         return existing
     if existing is not None:
         down(state_dir)
 
-    binaries = {name: find_binary(name) for name in ("etcd", "kube-apiserver", "prometheus")}
+    names = ["etcd", "kube-apiserver", "prometheus"]
+    if controllers:
+        names.append("kube-controller-manager")
+    binaries = {name: find_binary(name) for name in names}
     logs = state_dir / "logs"
     pki = state_dir / "pki"
     ensure_pki(pki)
@@ -242,6 +261,24 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> ClusterSta
     )
     for path in (state.kubeconfig, state.operator_kubeconfig):
         path.chmod(0o600)
+    if controllers:
+        try:
+            state.pids["kube-controller-manager"] = spawn(
+                [
+                    binaries["kube-controller-manager"],
+                    f"--kubeconfig={state.kubeconfig}",
+                    f"--controllers={CONTROLLERS}",
+                    "--leader-elect=false",
+                    "--port=0",
+                    "--secure-port=0",
+                    "--v=0",
+                ],
+                logs / "kube-controller-manager.log",
+            )
+            save()
+        except BaseException:
+            down(state_dir)
+            raise
     (state_dir / "prometheus-url").write_text(state.prometheus_url + "\n")
     return state
 
@@ -253,7 +290,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
         return []
     stopped = []
     # Reverse start order: the API server before its etcd.
-    for name in ("prometheus", "kube-apiserver", "etcd"):
+    for name in ("kube-controller-manager", "prometheus", "kube-apiserver", "etcd"):
         if (pid := state.pids.get(name)) is not None and is_running(pid, _EXES[name]):
             stop(pid, _EXES[name])
             stopped.append(name)

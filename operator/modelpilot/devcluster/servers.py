@@ -13,8 +13,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelpilot.devcluster.controlplane import REPO_ROOT
 from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import wait_until
+
+SAMPLE_MODEL = REPO_ROOT / "examples" / "sample-model" / "server.py"
 
 
 def _get(url: str, timeout: float = 2) -> tuple[int, str]:
@@ -93,7 +96,7 @@ class FakeModelProcess(Process):
     def __init__(self, workdir: Path, **options: object) -> None:
         self.port = pick_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "modelpilot.devcluster.fake_model", f"--port={self.port}"]
+        args = [sys.executable, str(SAMPLE_MODEL), f"--port={self.port}"]
         args += flags(**options)
         super().__init__(args, workdir / f"model-{self.port}.log", f"{self.url}/health")
 

@@ -1,9 +1,11 @@
-"""A stand-in model server for tests, benchmarks and the demo.
+"""The sample model server: `make demo` runs it, and the tests and benchmarks use it.
 
 Like a batching GPU server, its latency grows with the requests it serves at once:
-latency = base + per_request x (concurrent - 1). Endpoints:
+latency = base + per_request x (concurrent - 1), and it takes --load-seconds to "load its
+weights" before /health says ready. It needs only aiohttp. Endpoints:
 
-  POST /predict        JSON in, JSON out ({"output": ..., "latency_ms": ...})
+  POST /predict        JSON in ({"input": ...}), JSON out ({"output": ..., "latency_ms": ...});
+                       a body that is not a JSON object gets 400
   POST /v1/completions with {"stream": true}: server-sent events, one token per `--token-ms`
   POST /echo           the request body back, streamed
   GET  /status/{code}  that status, with a small body
@@ -12,7 +14,7 @@ latency = base + per_request x (concurrent - 1). Endpoints:
   GET  /health         200 once loaded (after --load-seconds), 503 before
   GET  /stats          what it has seen (for tests): requests, cancelled, bytes received
 
-Run: python -m modelpilot.devcluster.fake_model --port 8000
+Run: python examples/sample-model/server.py --port 8000 (or build its Dockerfile)
 """
 
 import argparse
@@ -57,9 +59,14 @@ class FakeModel:
 
     async def predict(self, request: web.Request) -> web.Response:
         self.stats["requests"] += 1
-        self.in_flight += 1
         try:
             payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        self.in_flight += 1
+        try:
             latency = self._latency()
             await asyncio.sleep(latency)
             return web.json_response(

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver 1.20.2 from Debian's `kubernetes` source package and caches it
-# under $MODELPILOT_CACHE/bin (default ~/.cache/modelpilot). Idempotent: exits at once when
-# the binary is cached. See design.md, "The local control plane".
+# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's `kubernetes` source
+# package and caches them under $MODELPILOT_CACHE/bin (default ~/.cache/modelpilot).
+# Idempotent: exits at once when both are cached. The tests need the API server; `make demo`
+# also runs the controller manager (Deployment -> ReplicaSet -> Pod, Endpoints).
+# See design.md, "The local control plane".
 set -euo pipefail
 
 CACHE="${MODELPILOT_CACHE:-$HOME/.cache/modelpilot}"
-BIN="$CACHE/bin/kube-apiserver"
-[ -x "$BIN" ] && exit 0
+TARGETS=()
+for name in kube-apiserver kube-controller-manager; do
+  [ -x "$CACHE/bin/$name" ] || TARGETS+=("$name")
+done
+[ "${#TARGETS[@]}" -eq 0 ] && exit 0
 
 command -v go >/dev/null || { echo "error: go not found; install it with: apt-get install golang-go" >&2; exit 1; }
 command -v rsync >/dev/null || { echo "error: rsync not found; install it with: apt-get install rsync" >&2; exit 1; }
@@ -45,7 +50,10 @@ rsync -a --delete --exclude='*_test.go' "$REFLECT2/" vendor/github.com/modern-go
 export GOPATH="$PWD/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=on
 mkdir -p .go/src/k8s.io
 [ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
-echo "building kube-apiserver 1.20.2 from source (about 5 minutes on 2 cores)..."
-make WHAT=cmd/kube-apiserver >"$CACHE/build.log" 2>&1 || { echo "error: build failed, see $CACHE/build.log" >&2; exit 1; }
-install -m 0755 _output/bin/kube-apiserver "$BIN"
-echo "kube-apiserver cached at $BIN"
+echo "building ${TARGETS[*]} 1.20.2 from source (about 5 minutes each on 2 cores)..."
+WHAT=$(printf 'cmd/%s ' "${TARGETS[@]}")
+make WHAT="${WHAT% }" >"$CACHE/build.log" 2>&1 || { echo "error: build failed, see $CACHE/build.log" >&2; exit 1; }
+for name in "${TARGETS[@]}"; do
+  install -m 0755 "_output/bin/$name" "$CACHE/bin/$name"
+  echo "$name cached at $CACHE/bin/$name"
+done

@@ -37,8 +37,9 @@ cluster-up: setup
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m modelpilot.devcluster down; else echo "nothing was running"; fi
 
+# The whole product on one machine, about 9 minutes (DEMO_MINUTES=4 for a shorter run).
 demo: setup
-	@echo "make demo: coming soon (the operator, meter, advisor and scaler land first)."
+	@$(PY) -m modelpilot.demo
 
 # Re-pin requirements.lock from a clean environment built from pyproject.toml.
 lock:

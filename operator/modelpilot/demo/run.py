@@ -1,0 +1,415 @@
+"""`make demo`: the whole product on one machine.
+
+A local control plane (etcd, kube-apiserver, kube-controller-manager, Prometheus), the local
+runtime playing kubelet, the operator under its own RBAC, the sample ModelDeployment and
+bursty traffic. It watches in Recommend mode until the advisor speaks, switches the model to
+Auto, and compares before and after. Everything it started is stopped at the end.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from kubernetes import client, config
+
+from modelpilot.api import GROUP, PLURAL, VERSION
+from modelpilot.demo.traffic import Pattern, Traffic
+from modelpilot.demo.view import (
+    Frame,
+    ScaleEvent,
+    applied_changes,
+    clock,
+    comparison,
+    fit,
+    ms,
+    period_stats,
+    recommendation_lines,
+    render,
+    settings_line,
+)
+from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.controlplane import REPO_ROOT, ClusterState
+from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.runtime import LocalRuntime, local_address
+from modelpilot.devcluster.servers import SAMPLE_MODEL, OperatorProcess
+
+NAMESPACE = "demo"
+MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat.yaml"
+METER_IMAGE = "ghcr.io/modelpilot/modelpilot:0.1.0"
+# Images the local runtime can run, and the local command each stands for.
+IMAGES = {
+    "ghcr.io/modelpilot/modelpilot": [sys.executable, "-m", "modelpilot"],
+    "ghcr.io/modelpilot/sample-model": [sys.executable, str(SAMPLE_MODEL)],
+}
+LOOPBACK = "127.0.0.1,localhost"
+SCRAPE_SECONDS = 2  # the local Prometheus' scrape interval
+# The advisor at demo speed: minutes of history at 5 s resolution instead of hours at 60 s.
+ADVISOR = {
+    "advisor_interval": 10,
+    "advisor_lookback": "150s",
+    "advisor_step": "5s",
+    "scrape_interval": f"{SCRAPE_SECONDS}s",
+}
+
+
+@dataclass
+class Settings:
+    minutes: float
+    state_dir: Path
+    live: bool  # redraw a full-screen view (a terminal) instead of printing lines
+    keep_cluster: bool = False
+    pattern: Pattern = field(default_factory=Pattern)
+
+
+class Output:
+    """A full-screen view redrawn in place on a terminal; elsewhere, a line now and then."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.last_line = 0.0
+
+    def say(self, text: str) -> None:
+        if not self.live:
+            print(fit(text), flush=True)
+
+    def frame(self, lines: list[str], summary: str, force: bool = False) -> None:
+        if self.live:
+            sys.stdout.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
+            sys.stdout.flush()
+        elif force or time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            print(fit(summary), flush=True)
+
+
+def kubectl(state: ClusterState, *args: str) -> str:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={state.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class PrometheusView:
+    """The meters' last 10 seconds for one model, from Prometheus (None: unknown)."""
+
+    def __init__(self, url: str, namespace: str, model: str) -> None:
+        self.url = url
+        self.match = f'{{namespace="{namespace}",model_deployment="{model}"}}'
+
+    async def _query(self, session: aiohttp.ClientSession, promql: str) -> list[dict[str, Any]]:
+        params = urllib.parse.urlencode({"query": promql})
+        async with session.get(f"{self.url}/api/v1/query?{params}") as resp:
+            body = await resp.json()
+        result: list[dict[str, Any]] = body.get("data", {}).get("result", [])
+        return result
+
+    async def read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        m = self.match
+        rps, p50, p95, conc = await asyncio.gather(
+            self._query(
+                session, f"sum by (status_class) (rate(modelpilot_requests_total{m}[10s]))"
+            ),
+            self._query(session, self._quantile(0.5)),
+            self._query(session, self._quantile(0.95)),
+            self._query(session, f"sum(rate(modelpilot_concurrency_seconds_total{m}[10s]))"),
+        )
+
+        def scalar(result: list[dict[str, Any]]) -> float | None:
+            if not result or result[0]["value"][1] in ("NaN", "+Inf"):
+                return None
+            return float(result[0]["value"][1])
+
+        return {
+            "rps": {r["metric"].get("status_class", "?"): float(r["value"][1]) for r in rps}
+            if rps
+            else None,
+            "p50": scalar(p50),
+            "p95": scalar(p95),
+            "concurrency": scalar(conc),
+        }
+
+    def _quantile(self, q: float) -> str:
+        return (
+            f"histogram_quantile({q}, sum by (le) "
+            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket{self.match}[10s])))"
+        )
+
+
+class Demo:
+    def __init__(self, settings: Settings, model: str) -> None:
+        self.s, self.model = settings, model
+        self.out = Output(settings.live)
+        self.logs = settings.state_dir / "logs"
+        self.events: list[ScaleEvent] = []
+        self.replicas_trend: list[float | None] = []
+        self.p95_trend: list[float | None] = []
+        self.status: dict[str, Any] = {}
+        self.switched_at: float | None = None
+        self.applied_at: float | None = None
+        self.recs: dict[tuple[str, ...], dict[str, Any]] = {}  # each distinct one seen
+        self.seen_changes = 0
+
+    # --- set-up --------------------------------------------------------------------------
+    def start_cluster(self) -> ClusterState:
+        controlplane.down(self.s.state_dir)  # a fresh cluster every run
+        self.out_print(
+            "starting the local control plane (etcd, kube-apiserver, "
+            "kube-controller-manager, Prometheus)..."
+        )
+        state = controlplane.up(self.s.state_dir, controllers=True)
+        kubectl(state, "apply", "-k", str(REPO_ROOT / "crds"))
+        kubectl(state, "wait", "--for=condition=Established", "crd/modeldeployments.modelpilot.dev")
+        for name in ("namespace.yaml", "rbac.yaml"):
+            kubectl(state, "apply", "-f", str(REPO_ROOT / "manifests" / name))
+        kubectl(state, "create", "namespace", NAMESPACE)
+        return state
+
+    def out_print(self, text: str) -> None:
+        print(fit(text), flush=True)
+
+    # --- the run -------------------------------------------------------------------------
+    async def watch(self, state: ClusterState, api: client.ApiClient) -> None:
+        custom = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        endpoints: list[str] = []
+
+        def refresh_endpoints() -> None:
+            # The Service's "http" port, resolved by the endpoints controller to the meter.
+            try:
+                ep = core.read_namespaced_endpoints(self.model, NAMESPACE)
+            except client.ApiException:
+                return
+            found = []
+            for subset in ep.subsets or []:
+                port = next((p.port for p in subset.ports or [] if p.name == "http"), None)
+                found += [f"{local_address(a.ip)}:{port}" for a in subset.addresses or [] if port]
+            endpoints[:] = found
+
+        def read_model() -> dict[str, Any]:
+            obj: dict[str, Any] = custom.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, self.model
+            )
+            return obj
+
+        self.out_print(f"waiting for the first replica of {self.model} (the model loads in 8 s)...")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: (read_model().get("status") or {}).get("replicas", {}).get("active", 0) >= 1,
+            90,
+            0.5,
+        )
+        await asyncio.to_thread(refresh_endpoints)
+        pattern = self.s.pattern
+        traffic = Traffic(pattern, lambda: endpoints)
+        stop = asyncio.Event()
+        sender = asyncio.create_task(traffic.run(stop))
+        total = self.s.minutes * 60
+        prom = PrometheusView(state.prometheus_url, NAMESPACE, self.model)
+        self.out_print(f"traffic: {pattern.describe()}; advisor mode Recommend")
+        desired: int | None = None
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while True:
+                await asyncio.sleep(1)
+                now = traffic.elapsed()
+                await asyncio.to_thread(refresh_endpoints)
+                obj = await asyncio.to_thread(read_model)
+                self.status = obj.get("status") or {}
+                meters = await prom.read(session)
+                replicas = (self.status.get("replicas") or {}).get("desired")
+                if desired is not None and replicas is not None and replicas != desired:
+                    self.events.append(ScaleEvent(now, desired, replicas))
+                    self.out.say(f"[{clock(now)}] scaled {desired} -> {replicas}")
+                desired = replicas if replicas is not None else desired
+                self.replicas_trend.append(replicas)
+                self.p95_trend.append(meters["p95"])
+                self._announce(now)
+                await self._maybe_switch(custom, now, total)
+                frame = Frame(
+                    model=f"{NAMESPACE}/{self.model}",
+                    phase="Auto" if self.switched_at is not None else "Recommend",
+                    elapsed=now,
+                    total=total,
+                    pattern=pattern.describe(),
+                    status=self.status,
+                    scale_events=self.events,
+                    replicas_trend=self.replicas_trend,
+                    p95_trend=self.p95_trend,
+                    **meters,
+                )
+                summary = (
+                    f"[{clock(now)}] replicas {desired} "
+                    f"(active {(self.status.get('replicas') or {}).get('active')}, starting "
+                    f"{(self.status.get('replicas') or {}).get('starting')}) · p95 "
+                    f"{ms(meters['p95'])} · concurrency "
+                    f"{'?' if meters['concurrency'] is None else round(meters['concurrency'], 1)}"
+                    f" · {len(self.events)} scale events"
+                )
+                self.out.frame(render(frame), summary)
+                if now >= total and (self.applied_at is not None or now >= total + 60):
+                    break
+        stop.set()
+        await sender
+        self.outcomes = traffic.outcomes
+        self.total_elapsed = traffic.elapsed()
+
+    def _announce(self, now: float) -> None:
+        advisor = self.status.get("advisor") or {}
+        for rec in advisor.get("recommendations") or []:
+            key = tuple(str(rec.get(k)) for k in ("setting", "reason", "current", "recommended"))
+            if key not in self.recs:
+                self.recs[key] = rec
+                self.out.say(f"[{clock(now)}] the advisor recommends:")
+                for line in recommendation_lines(rec):
+                    self.out.say(line)
+        changes = applied_changes(self.status)
+        for change in changes[self.seen_changes :]:
+            if self.applied_at is None:
+                self.applied_at = now
+            self.out.say(f"[{clock(now)}] Auto mode {change.get('message')}")
+        self.seen_changes = max(self.seen_changes, len(changes))
+
+    async def _maybe_switch(
+        self, custom: client.CustomObjectsApi, now: float, total: float
+    ) -> None:
+        """To Auto once the advisor has spoken (after at least a third of the run), or at
+        60% of it regardless."""
+        if self.switched_at is not None:
+            return
+        recs = (self.status.get("advisor") or {}).get("recommendations") or []
+        if not ((recs and now >= total * 0.35) or now >= total * 0.6):
+            return
+        self.switched_at = now
+        patch = {"spec": {"advisor": {"mode": "Auto"}}}
+        await asyncio.to_thread(
+            custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            self.model,
+            patch,
+        )
+        self.out.say(
+            f"[{clock(now)}] switching to Auto: kubectl patch md {self.model} --type merge "
+            f"-p '{json.dumps(patch)}'"
+        )
+
+    # --- the end ---------------------------------------------------------------------------
+    def report(self) -> bool:
+        """The closing summary; True when it showed a recommendation and an applied change."""
+        changes = applied_changes(self.status)
+        print(
+            "\n== What the advisor recommended during the run (status.advisor.recommendations) =="
+        )
+        if not self.recs:
+            print("  nothing")
+        for rec in self.recs.values():
+            print("\n".join(recommendation_lines(rec)))
+        print("\n== What Auto mode changed (status.advisor.history) ==")
+        if not changes:
+            print("  nothing")
+        for change in changes:
+            print(fit(f"  {change.get('time')}: {change.get('message')}"))
+        effective = (self.status.get("autoscaling") or {}).get("effective") or {}
+        print(fit(f"  effective settings now: {settings_line(effective)}"))
+        if self.switched_at is not None:
+            after = self.applied_at if self.applied_at is not None else self.switched_at
+            # The first burst meets one cold replica whatever the settings: left out.
+            cycle = self.s.pattern.burst_seconds + self.s.pattern.quiet_seconds
+            before = period_stats(self.outcomes, self.events, cycle, self.switched_at)
+            later = period_stats(self.outcomes, self.events, after, self.total_elapsed)
+            print("\n== Before and after Auto (same traffic; the first burst, on one cold replica,")
+            print("   left out) ==")
+            print("\n".join(comparison(before, later)))
+        return bool(self.recs) and bool(changes)
+
+
+def run(settings: Settings) -> int:
+    doc = yaml.safe_load(MANIFEST.read_text())
+    model = doc["metadata"]["name"]
+    demo = Demo(settings, model)
+    runtime: LocalRuntime | None = None
+    operator: OperatorProcess | None = None
+    state: ClusterState | None = None
+    ok = False
+    started = time.monotonic()
+    # Loopback never goes through a proxy (the operator's Prometheus client honours them).
+    os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), LOOPBACK]))
+    try:
+        state = demo.start_cluster()
+        api = config.new_client_from_config(config_file=str(state.kubeconfig))
+        runtime = LocalRuntime(
+            api,
+            demo.logs / "pods",
+            IMAGES,
+            state.prometheus_targets_dir,
+            namespaces=(NAMESPACE,),
+        ).start()
+        operator = OperatorProcess(
+            demo.logs / "operator.log",
+            state.operator_kubeconfig,
+            namespace=NAMESPACE,
+            prometheus_url=state.prometheus_url,
+            meter_image=METER_IMAGE,
+            scaler_interval=2,
+            resync_seconds=5,
+            **ADVISOR,
+        )
+        host_port = operator.metrics_url.split("//", 1)[1].split("/", 1)[0]
+        (state.prometheus_targets_dir / "operator.json").write_text(
+            json.dumps([{"targets": [host_port], "labels": {"job": "modelpilot-operator"}}])
+        )
+        demo.out_print(
+            f"operator running (log: {operator.log}); applying {MANIFEST.relative_to(REPO_ROOT)}"
+        )
+        kubectl(state, "apply", "-n", NAMESPACE, "-f", str(MANIFEST))
+        asyncio.run(demo.watch(state, api))
+        ok = demo.report()
+        if not ok:
+            print(
+                fit(
+                    "\nThe demo did not see both a recommendation and an applied change; the "
+                    f"operator's log says why: {demo.logs / 'operator.log'}"
+                )
+            )
+        final = kubectl(state, "get", "md", model, "-n", NAMESPACE, "-o", "yaml")
+        (demo.logs / f"{model}.yaml").write_text(final)
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+    except Exception as exc:  # set-up failures: say what and where to look
+        print(f"\nerror: {exc}", file=sys.stderr)
+    finally:
+        if runtime is not None:
+            runtime.stop()
+        if operator is not None:
+            with contextlib.suppress(Exception):
+                operator.stop()
+        if state is not None and not settings.keep_cluster:
+            controlplane.down(settings.state_dir)
+        if settings.keep_cluster:
+            demo.out_print(
+                f"\nthe control plane is still up: KUBECONFIG={settings.state_dir}/kubeconfig; "
+                f"stop it: python -m modelpilot.devcluster down --state-dir {settings.state_dir}"
+            )
+        else:
+            spent = clock(time.monotonic() - started)
+            print(f"\nstopped everything the demo started ({spent} in all).")
+        demo.out_print(
+            f"logs: {demo.logs} (operator.log, pods/<pod>/<container>.log, the control "
+            f"plane's, and {model}.yaml: the ModelDeployment as it ended)"
+        )
+    return 0 if ok else 1

@@ -1,0 +1,65 @@
+"""`make demo`, shortened: its own control plane (with kube-controller-manager), the local
+runtime, the operator, the sample model and traffic; it must end by itself having shown a
+recommendation with its evidence and a change applied in Auto mode."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelpilot.devcluster import controlplane
+
+
+@pytest.mark.timeout(600)
+def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Path) -> None:
+    state_dir = tmp_path / "demo"
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelpilot.demo",
+                "--minutes=4",
+                "--lines",
+                "--keep-cluster",
+                f"--state-dir={state_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        out = result.stdout
+        print(out)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "the advisor recommends:" in out
+        assert "evidence: " in out
+        assert "Auto mode applied scaleDownDelaySeconds" in out
+        assert "p95 latency (clients)" in out
+        assert "scaled 1 -> " in out  # the scaler acted on the meters' concurrency
+
+        kubeconfig = f"--kubeconfig={state_dir / 'kubeconfig'}"
+        got = subprocess.run(
+            ["kubectl", kubeconfig, "get", "md", "sample-chat", "-n", "demo", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        md = json.loads(got.stdout)
+        status = md["status"]
+        applied = [c for c in status["advisor"]["history"] if not c.get("reverted")]
+        assert applied, status["advisor"]
+        assert applied[0]["setting"] == "scaleDownDelaySeconds"
+        assert applied[0]["from"] == 10 and applied[0]["to"] > 10
+        # The spec stays the user's intent; the effective value is the advisor's.
+        assert md["spec"]["advisor"]["mode"] == "Auto"
+        assert md["spec"]["autoscaling"]["scaleDownDelaySeconds"] == 10
+        assert status["autoscaling"]["effective"]["scaleDownDelaySeconds"] == applied[-1]["to"]
+        assert status["restarts"]["total"] == 0
+        logs = state_dir / "logs"
+        assert (logs / "operator.log").exists() and any((logs / "pods").iterdir())
+        assert "Traceback" not in (logs / "operator.log").read_text()
+    finally:
+        controlplane.down(state_dir)

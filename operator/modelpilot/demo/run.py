@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client, config
 
 from modelpilot.api import GROUP, PLURAL, VERSION
-from modelpilot.demo.traffic import Pattern, Traffic
+from modelpilot.demo.traffic import Outcome, Pattern, Traffic
 from modelpilot.demo.view import (
     Frame,
     ScaleEvent,
@@ -119,6 +119,13 @@ class PrometheusView:
 
     async def read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         m = self.match
+        unknown: dict[str, Any] = {"rps": None, "p50": None, "p95": None, "concurrency": None}
+        try:
+            return await self._read(session, m)
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+            return unknown  # Prometheus busy or restarting: shown as unknown, not as zero
+
+    async def _read(self, session: aiohttp.ClientSession, m: str) -> dict[str, Any]:
         rps, p50, p95, conc = await asyncio.gather(
             self._query(
                 session, f"sum by (status_class) (rate(modelpilot_requests_total{m}[10s]))"
@@ -149,6 +156,43 @@ class PrometheusView:
         )
 
 
+class ModelClient:
+    """The demo's reads and writes of its model, with the admin's rights (the user's)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+        self.namespace, self.name = namespace, name
+
+    def read(self) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name
+        )
+        return obj
+
+    def has_active_replica(self) -> bool:
+        return bool(((self.read().get("status") or {}).get("replicas") or {}).get("active"))
+
+    def endpoints(self) -> list[str]:
+        """host:port of each ready endpoint of the model's Service, on this machine."""
+        try:
+            ep = self.core.read_namespaced_endpoints(self.name, self.namespace)
+        except client.ApiException:
+            return []
+        found = []
+        for subset in ep.subsets or []:
+            # The Service's "http" port: the endpoints controller resolved it to the meter.
+            port = next((p.port for p in subset.ports or [] if p.name == "http"), None)
+            found += [f"{local_address(a.ip)}:{port}" for a in subset.addresses or [] if port]
+        return found
+
+    def set_mode(self, mode: str) -> dict[str, Any]:
+        patch = {"spec": {"advisor": {"mode": mode}}}
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name, patch
+        )
+        return patch
+
+
 class Demo:
     def __init__(self, settings: Settings, model: str) -> None:
         self.s, self.model = settings, model
@@ -162,6 +206,8 @@ class Demo:
         self.applied_at: float | None = None
         self.recs: dict[tuple[str, ...], dict[str, Any]] = {}  # each distinct one seen
         self.seen_changes = 0
+        self.outcomes: list[Outcome] = []
+        self.total_elapsed = 0.0
 
     # --- set-up --------------------------------------------------------------------------
     def start_cluster(self) -> ClusterState:
@@ -183,88 +229,73 @@ class Demo:
 
     # --- the run -------------------------------------------------------------------------
     async def watch(self, state: ClusterState, api: client.ApiClient) -> None:
-        custom = client.CustomObjectsApi(api)
-        core = client.CoreV1Api(api)
-        endpoints: list[str] = []
-
-        def refresh_endpoints() -> None:
-            # The Service's "http" port, resolved by the endpoints controller to the meter.
-            try:
-                ep = core.read_namespaced_endpoints(self.model, NAMESPACE)
-            except client.ApiException:
-                return
-            found = []
-            for subset in ep.subsets or []:
-                port = next((p.port for p in subset.ports or [] if p.name == "http"), None)
-                found += [f"{local_address(a.ip)}:{port}" for a in subset.addresses or [] if port]
-            endpoints[:] = found
-
-        def read_model() -> dict[str, Any]:
-            obj: dict[str, Any] = custom.get_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, self.model
-            )
-            return obj
-
+        model = ModelClient(api, NAMESPACE, self.model)
         self.out_print(f"waiting for the first replica of {self.model} (the model loads in 8 s)...")
-        await asyncio.to_thread(
-            wait_until,
-            lambda: (read_model().get("status") or {}).get("replicas", {}).get("active", 0) >= 1,
-            90,
-            0.5,
-        )
-        await asyncio.to_thread(refresh_endpoints)
-        pattern = self.s.pattern
-        traffic = Traffic(pattern, lambda: endpoints)
+        if not await asyncio.to_thread(wait_until, model.has_active_replica, 90, 0.5):
+            raise RuntimeError(
+                f"no replica of {self.model} became ready in 90 s; see {self.logs / 'pods'}"
+            )
+        endpoints = await asyncio.to_thread(model.endpoints)
+        traffic = Traffic(self.s.pattern, lambda: endpoints)
         stop = asyncio.Event()
         sender = asyncio.create_task(traffic.run(stop))
         total = self.s.minutes * 60
         prom = PrometheusView(state.prometheus_url, NAMESPACE, self.model)
-        self.out_print(f"traffic: {pattern.describe()}; advisor mode Recommend")
-        desired: int | None = None
+        self.out_print(f"traffic: {self.s.pattern.describe()}; advisor mode Recommend")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             while True:
                 await asyncio.sleep(1)
                 now = traffic.elapsed()
-                await asyncio.to_thread(refresh_endpoints)
-                obj = await asyncio.to_thread(read_model)
-                self.status = obj.get("status") or {}
-                meters = await prom.read(session)
-                replicas = (self.status.get("replicas") or {}).get("desired")
-                if desired is not None and replicas is not None and replicas != desired:
-                    self.events.append(ScaleEvent(now, desired, replicas))
-                    self.out.say(f"[{clock(now)}] scaled {desired} -> {replicas}")
-                desired = replicas if replicas is not None else desired
-                self.replicas_trend.append(replicas)
-                self.p95_trend.append(meters["p95"])
-                self._announce(now)
-                await self._maybe_switch(custom, now, total)
-                frame = Frame(
-                    model=f"{NAMESPACE}/{self.model}",
-                    phase="Auto" if self.switched_at is not None else "Recommend",
-                    elapsed=now,
-                    total=total,
-                    pattern=pattern.describe(),
-                    status=self.status,
-                    scale_events=self.events,
-                    replicas_trend=self.replicas_trend,
-                    p95_trend=self.p95_trend,
-                    **meters,
-                )
-                summary = (
-                    f"[{clock(now)}] replicas {desired} "
-                    f"(active {(self.status.get('replicas') or {}).get('active')}, starting "
-                    f"{(self.status.get('replicas') or {}).get('starting')}) · p95 "
-                    f"{ms(meters['p95'])} · concurrency "
-                    f"{'?' if meters['concurrency'] is None else round(meters['concurrency'], 1)}"
-                    f" · {len(self.events)} scale events"
-                )
-                self.out.frame(render(frame), summary)
+                endpoints[:] = await asyncio.to_thread(model.endpoints)
+                self.status = (await asyncio.to_thread(model.read)).get("status") or {}
+                await self._tick(model, now, total, await prom.read(session))
+                # Past the end, wait up to a minute for Auto mode's first change.
                 if now >= total and (self.applied_at is not None or now >= total + 60):
                     break
         stop.set()
         await sender
         self.outcomes = traffic.outcomes
         self.total_elapsed = traffic.elapsed()
+
+    async def _tick(
+        self, model: "ModelClient", now: float, total: float, meters: dict[str, Any]
+    ) -> None:
+        replicas = self.status.get("replicas") or {}
+        desired = replicas.get("desired")
+        last = self.replicas_trend[-1] if self.replicas_trend else None
+        if last is not None and desired is not None and desired != last:
+            self.events.append(ScaleEvent(now, int(last), desired))
+            self.out.say(f"[{clock(now)}] scaled {last} -> {desired}")
+        self.replicas_trend.append(desired if desired is not None else last)
+        self.p95_trend.append(meters["p95"])
+        self._announce(now)
+        if self._time_to_switch(now, total):
+            self.switched_at = now
+            patch = await asyncio.to_thread(model.set_mode, "Auto")
+            self.out.say(
+                f"[{clock(now)}] switching to Auto: kubectl patch md {self.model} --type merge "
+                f"-p '{json.dumps(patch)}'"
+            )
+        frame = Frame(
+            model=f"{NAMESPACE}/{self.model}",
+            phase="Auto" if self.switched_at is not None else "Recommend",
+            elapsed=now,
+            total=total,
+            pattern=self.s.pattern.describe(),
+            status=self.status,
+            scale_events=self.events,
+            replicas_trend=self.replicas_trend,
+            p95_trend=self.p95_trend,
+            **meters,
+        )
+        concurrency = meters["concurrency"]
+        summary = (
+            f"[{clock(now)}] replicas {desired} (active {replicas.get('active')}, starting "
+            f"{replicas.get('starting')}) · p95 {ms(meters['p95'])} · concurrency "
+            f"{'?' if concurrency is None else round(concurrency, 1)} · "
+            f"{len(self.events)} scale events"
+        )
+        self.out.frame(render(frame), summary)
 
     def _announce(self, now: float) -> None:
         advisor = self.status.get("advisor") or {}
@@ -282,31 +313,13 @@ class Demo:
             self.out.say(f"[{clock(now)}] Auto mode {change.get('message')}")
         self.seen_changes = max(self.seen_changes, len(changes))
 
-    async def _maybe_switch(
-        self, custom: client.CustomObjectsApi, now: float, total: float
-    ) -> None:
+    def _time_to_switch(self, now: float, total: float) -> bool:
         """To Auto once the advisor has spoken (after at least a third of the run), or at
         60% of it regardless."""
         if self.switched_at is not None:
-            return
+            return False
         recs = (self.status.get("advisor") or {}).get("recommendations") or []
-        if not ((recs and now >= total * 0.35) or now >= total * 0.6):
-            return
-        self.switched_at = now
-        patch = {"spec": {"advisor": {"mode": "Auto"}}}
-        await asyncio.to_thread(
-            custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            self.model,
-            patch,
-        )
-        self.out.say(
-            f"[{clock(now)}] switching to Auto: kubectl patch md {self.model} --type merge "
-            f"-p '{json.dumps(patch)}'"
-        )
+        return bool(recs and now >= total * 0.35) or now >= total * 0.6
 
     # --- the end ---------------------------------------------------------------------------
     def report(self) -> bool:

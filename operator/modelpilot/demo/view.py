@@ -131,15 +131,15 @@ def render(frame: Frame) -> list[str]:
         f"{num(None if frame.concurrency is None else round(frame.concurrency, 1))}"
         "   (meters, last 10 s)",
         f"settings   {settings_line(settings)}",
-        f"scaling    {len(frame.scale_events)} scale events"
+        f"scaling    {len(frame.scale_events)} scale event(s)"
         + (
             f", last {clock(frame.elapsed - frame.scale_events[-1].at)} ago "
             f"({frame.scale_events[-1].before} -> {frame.scale_events[-1].after})"
             if frame.scale_events
             else ""
         ),
-        f"replicas   {sparkline(frame.replicas_trend, WIDTH - 11)}",
-        f"p95        {sparkline(frame.p95_trend, WIDTH - 11)}",
+        f"repl. 90s  {sparkline(frame.replicas_trend, 89)}",
+        f"p95 90s    {sparkline(frame.p95_trend, 89)}",
         "",
         f"advisor    {len(recs)} recommendation(s)"
         + (

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 from kubernetes import client
 
 from modelpilot.devcluster.kubelet import NODE_NAME
+from modelpilot.devcluster.processes import stop as stop_process
 from modelpilot.observer.pods import format_time
 
 log = logging.getLogger(__name__)
@@ -252,8 +254,29 @@ class LocalRuntime:
         self.errors = 0
 
     # --- lifecycle ---------------------------------------------------------------------
+    @property
+    def _pid_file(self) -> Path:
+        return self.workdir / "pids"
+
+    def _reap_leftovers(self) -> None:
+        """Stop containers a runtime that was killed (not stopped) left running: they would
+        hold the pod addresses' ports."""
+        if self._pid_file.exists():
+            for pid in {int(p) for p in self._pid_file.read_text().split()}:
+                stop_process(pid, sys.executable, timeout=5)
+        self._pid_file.write_text("")
+        for old in self.workdir.iterdir():  # the last run's pod logs
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _started(self, c: ContainerRun) -> None:
+        if c.proc is not None:
+            with self._pid_file.open("a") as out:
+                out.write(f"{c.proc.pid}\n")
+
     def start(self) -> "LocalRuntime":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._reap_leftovers()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         node = {"metadata": {"name": self.node_name, "labels": {"modelpilot.dev/local": "true"}}}
         with contextlib.suppress(client.ApiException):
@@ -353,6 +376,7 @@ class LocalRuntime:
         for c in run.containers:
             if c.argv is not None:
                 c.start(self._env(c.spec, run), workdir)
+                self._started(c)
         if run.scrape:
             labels = {"namespace": run.namespace, "pod": run.name}
             self._target_path(run).write_text(
@@ -384,6 +408,7 @@ class LocalRuntime:
                 c.restart_at = time.monotonic() + RESTART_BACKOFF_SECONDS
             if c.proc is None and time.monotonic() >= c.restart_at:
                 c.start(self._env(c.spec, run), run.workdir)
+                self._started(c)
             url = readiness_url(c.spec, run.ip)
             c.ready = c.running() and (url is None or _probe(url))
         self._write_status(run)

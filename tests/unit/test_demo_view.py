@@ -100,3 +100,18 @@ def test_period_stats_and_comparison() -> None:
     assert empty.p95 is None and empty.events_per_minute is None
     table = comparison(before, empty)
     assert any("p95 latency" in row and "1,000 ms" in row and row.endswith("?") for row in table)
+
+
+def test_long_lines_wrap_and_a_silent_advisor_says_why() -> None:
+    message = "applied scaleDownDelaySeconds 10 -> 20 (PrematureScaleDown; recommended 60, " * 2
+    status = {
+        "conditions": [
+            {"type": "MetricsAvailable", "message": "36 points; judging the last change"}
+        ],
+        "advisor": {"recommendations": [], "history": [{"time": "t", "message": message}]},
+    }
+    lines = render(Frame("m", "Auto", 0, 60, "p", status=status))
+    assert all(len(line) <= WIDTH for line in lines)
+    text = " ".join(line.strip() for line in lines)
+    assert message.strip() in text  # wrapped, not cut
+    assert "judging the last change" in text

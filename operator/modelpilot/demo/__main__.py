@@ -13,7 +13,7 @@ from modelpilot.devcluster.controlplane import DEFAULT_STATE_DIR
 @click.option(
     "--minutes",
     envvar="DEMO_MINUTES",
-    type=click.FloatRange(2, 9),
+    type=click.FloatRange(3, 9),
     default=8.0,
     show_default=True,
     help="How long the traffic runs (set-up and tear-down add under a minute).",

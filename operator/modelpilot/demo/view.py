@@ -148,12 +148,17 @@ def render(frame: Frame) -> list[str]:
             else ""
         ),
     ]
+    metrics = next(
+        (c for c in s.get("conditions") or [] if c.get("type") == "MetricsAvailable"), None
+    )
+    if metrics and not recs:
+        lines.append(fit(f"  {metrics.get('message')}"))
     for rec in recs:
         lines += recommendation_lines(rec)
     for change in applied_changes(s):
-        lines.append(f"  applied {change.get('time')}: {change.get('message')}")
-    lines += [f"  {note}" for note in frame.notes]
-    return [line[:WIDTH] for line in lines]
+        lines.append(fit(f"  applied {change.get('time')}: {change.get('message')}"))
+    lines += [fit(f"  {note}") for note in frame.notes]
+    return [part for line in lines for part in line.split("\n")]
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,9 @@ def test_period_stats_and_comparison() -> None:
     assert before.events_per_minute == 1.0
     empty = period_stats([], [], 0, 0)
     assert empty.p95 is None and empty.events_per_minute is None
-    table = comparison(before, empty)
-    assert any("p95 latency" in row and "1,000 ms" in row and row.endswith("?") for row in table)
+    table = comparison([("before Auto", before), ("after", empty), ("since", before)])
+    assert "before Auto" in table[0] and all(len(row) <= WIDTH for row in table)
+    assert any("p95 latency" in row and "1,000 ms        " in row and "?" in row for row in table)
 
 
 def test_long_lines_wrap_and_a_silent_advisor_says_why() -> None:

@@ -13,7 +13,8 @@ import yaml
 from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor import source
-from modelpilot.advisor.evaluate import evaluate, objective_of
+from modelpilot.advisor.auto import change_times, changes_of
+from modelpilot.advisor.evaluate import evaluate_since_change, objective_of
 from modelpilot.advisor.model import Evaluation
 from modelpilot.api import GROUP, KIND, PLURAL, VERSION
 from modelpilot.scaler.effective import effective, overrides_of
@@ -68,12 +69,13 @@ def evaluate_all(
         )
     )
     evaluations = [
-        evaluate(
+        evaluate_since_change(
             k[0],
             k[1],
             fetched.histories.get(k),
             effective(spec.autoscaling, overrides_of(status), spec.advisor.limits),
             objective_of(spec),
+            max(change_times(changes_of(status)).values(), default=None),
         )
         for k, (spec, status) in sorted(parsed.items())
     ]

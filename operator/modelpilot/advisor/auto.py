@@ -8,12 +8,14 @@ after which latency got worse by more than a fifth is reverted.
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from modelpilot.advisor.model import Evaluation
 from modelpilot.api.base import ApiModel
 from modelpilot.api.spec import AdvisorSpec
+from modelpilot.observer.pods import parse_time
 from modelpilot.scaler.effective import clamp_to_limits
 
 MIN_CONFIDENCE = 0.6
@@ -37,6 +39,16 @@ class Change(ApiModel):
 class Plan(BaseModel):
     apply: list[Change] = Field(default_factory=list)
     revert: list[Change] = Field(default_factory=list)  # new entries undoing earlier ones
+
+
+def changes_of(status: Mapping[str, Any]) -> list[Change]:
+    """status.advisor.history as Changes."""
+    return [Change.model_validate(c) for c in (status.get("advisor") or {}).get("history") or []]
+
+
+def change_times(changes: Sequence[Change]) -> dict[int, float]:
+    """Unix time of each history entry, by index (entries with an unreadable time left out)."""
+    return {i: ts.timestamp() for i, c in enumerate(changes) if (ts := parse_time(c.time))}
 
 
 def _snake(setting: str) -> str:

@@ -12,7 +12,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client import Counter
 
 from modelpilot.advisor import source
-from modelpilot.advisor.auto import Change, plan
+from modelpilot.advisor.auto import change_times, changes_of, plan
 from modelpilot.advisor.evaluate import evaluate_since_change, objective_of
 from modelpilot.advisor.model import Evaluation, History
 from modelpilot.api.spec import ModelDeploymentSpec
@@ -21,7 +21,7 @@ from modelpilot.controller.kube import Kube
 from modelpilot.controller.periodic import every
 from modelpilot.controller.refs import Key, ModelRef, valid_models
 from modelpilot.controller.status_worker import StatusWorker
-from modelpilot.observer.pods import format_time, parse_time
+from modelpilot.observer.pods import format_time
 from modelpilot.scaler.effective import effective, overrides_of
 
 HISTORY_KEPT = 20
@@ -113,12 +113,8 @@ class AdvisorLoop:
         previous: dict[str, Any] = dict(status.get("advisor") or {})
         overrides = dict(overrides_of(status))
         settings = effective(spec.autoscaling, overrides, spec.advisor.limits)
-        changes = [Change.model_validate(c) for c in previous.get("history") or []]
-        changed_at = {
-            i: ts.timestamp()
-            for i, c in enumerate(changes)
-            if (ts := parse_time(c.time)) is not None
-        }
+        changes = changes_of(status)
+        changed_at = change_times(changes)
         evaluation = evaluate_since_change(
             key[0],
             key[1],
@@ -194,4 +190,6 @@ class AdvisorLoop:
 
 
 def _span(seconds: int) -> str:
-    return f"{seconds // 3600}h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds // 60}m"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"

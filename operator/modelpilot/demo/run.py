@@ -26,6 +26,7 @@ from modelpilot.api import GROUP, PLURAL, VERSION
 from modelpilot.demo.traffic import Outcome, Pattern, Traffic
 from modelpilot.demo.view import (
     Frame,
+    PeriodStats,
     ScaleEvent,
     applied_changes,
     clock,
@@ -53,11 +54,12 @@ IMAGES = {
 }
 LOOPBACK = "127.0.0.1,localhost"
 SCRAPE_SECONDS = 2  # the local Prometheus' scrape interval
-# The advisor at demo speed: minutes of history at 5 s resolution instead of hours at 60 s.
+# The advisor at demo speed: minutes of history at 3 s resolution instead of hours at 60 s
+# (it waits for 20 points after each change it makes: 60 s here).
 ADVISOR = {
     "advisor_interval": 10,
     "advisor_lookback": "150s",
-    "advisor_step": "5s",
+    "advisor_step": "3s",
     "scrape_interval": f"{SCRAPE_SECONDS}s",
 }
 
@@ -203,7 +205,8 @@ class Demo:
         self.p95_trend: list[float | None] = []
         self.status: dict[str, Any] = {}
         self.switched_at: float | None = None
-        self.applied_at: float | None = None
+        self.applied_at: float | None = None  # when the first change was seen
+        self.last_applied_at: float | None = None
         self.recs: dict[tuple[str, ...], dict[str, Any]] = {}  # each distinct one seen
         self.seen_changes = 0
         self.outcomes: list[Outcome] = []
@@ -310,6 +313,7 @@ class Demo:
         for change in changes[self.seen_changes :]:
             if self.applied_at is None:
                 self.applied_at = now
+            self.last_applied_at = now
             self.out.say(f"[{clock(now)}] Auto mode {change.get('message')}")
         self.seen_changes = max(self.seen_changes, len(changes))
 
@@ -320,6 +324,21 @@ class Demo:
             return False
         recs = (self.status.get("advisor") or {}).get("recommendations") or []
         return bool(recs and now >= total * 0.35) or now >= total * 0.6
+
+    def _periods(self) -> list[tuple[str, PeriodStats]]:
+        end = self.total_elapsed
+        # The first burst meets one cold replica whatever the settings: left out.
+        cycle = self.s.pattern.burst_seconds + self.s.pattern.quiet_seconds
+        periods = [("before Auto", self._stats(cycle, self.switched_at or end))]
+        if self.applied_at is not None:
+            periods.append(("after the 1st change", self._stats(self.applied_at, end)))
+            last = self.last_applied_at
+            if last is not None and last > self.applied_at and end - last >= cycle:
+                periods.append(("since the last change", self._stats(last, end)))
+        return periods
+
+    def _stats(self, start: float, end: float) -> PeriodStats:
+        return period_stats(self.outcomes, self.events, start, end)
 
     # --- the end ---------------------------------------------------------------------------
     def report(self) -> bool:
@@ -340,14 +359,9 @@ class Demo:
         effective = (self.status.get("autoscaling") or {}).get("effective") or {}
         print(fit(f"  effective settings now: {settings_line(effective)}"))
         if self.switched_at is not None:
-            after = self.applied_at if self.applied_at is not None else self.switched_at
-            # The first burst meets one cold replica whatever the settings: left out.
-            cycle = self.s.pattern.burst_seconds + self.s.pattern.quiet_seconds
-            before = period_stats(self.outcomes, self.events, cycle, self.switched_at)
-            later = period_stats(self.outcomes, self.events, after, self.total_elapsed)
             print("\n== Before and after Auto (same traffic; the first burst, on one cold replica,")
             print("   left out) ==")
-            print("\n".join(comparison(before, later)))
+            print("\n".join(comparison(self._periods())))
         return bool(self.recs) and bool(changes)
 
 

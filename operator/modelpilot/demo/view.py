@@ -3,7 +3,7 @@ plain data (at most 100 columns). Unknown values print as "?", never as 0."""
 
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,18 +198,22 @@ def period_stats(
     )
 
 
-def comparison(before: PeriodStats, after: PeriodStats) -> list[str]:
+def comparison(periods: Sequence[tuple[str, PeriodStats]]) -> list[str]:
+    """A table with a column per labelled period (at most three fit the width)."""
+
     def rate(p: PeriodStats) -> str:
         value = p.events_per_minute
         return "?" if value is None else f"{value:.1f}"
 
-    rows = [
-        ("", "before Auto", "after the change"),
-        ("minutes", f"{before.minutes:.1f}", f"{after.minutes:.1f}"),
-        ("requests", f"{before.requests:,}", f"{after.requests:,}"),
-        ("failed (5xx, errors)", f"{before.failed:,}", f"{after.failed:,}"),
-        ("scale events / min", rate(before), rate(after)),
-        ("p50 latency (clients)", ms(before.p50), ms(after.p50)),
-        ("p95 latency (clients)", ms(before.p95), ms(after.p95)),
+    rows: list[tuple[str, Callable[[PeriodStats], str]]] = [
+        ("minutes", lambda p: f"{p.minutes:.1f}"),
+        ("requests", lambda p: f"{p.requests:,}"),
+        ("failed (5xx, errors)", lambda p: f"{p.failed:,}"),
+        ("scale events / min", rate),
+        ("p50 latency (clients)", lambda p: ms(p.p50)),
+        ("p95 latency (clients)", lambda p: ms(p.p95)),
     ]
-    return [f"  {a:<24}{b:>16}{c:>20}" for a, b, c in rows]
+    lines = ["  " + " " * 24 + "".join(f"{label:>24}" for label, _ in periods)]
+    for name, cell in rows:
+        lines.append(f"  {name:<24}" + "".join(f"{cell(p):>24}" for _, p in periods))
+    return lines

@@ -50,7 +50,7 @@ rsync -a --delete --exclude='*_test.go' "$REFLECT2/" vendor/github.com/modern-go
 export GOPATH="$PWD/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=on
 mkdir -p .go/src/k8s.io
 [ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
-echo "building ${TARGETS[*]} 1.20.2 from source (about 5 minutes each on 2 cores)..."
+echo "building ${TARGETS[*]} 1.20.2 from source (about 5 minutes on 2 cores)..."
 WHAT=$(printf 'cmd/%s ' "${TARGETS[@]}")
 make WHAT="${WHAT% }" >"$CACHE/build.log" 2>&1 || { echo "error: build failed, see $CACHE/build.log" >&2; exit 1; }
 for name in "${TARGETS[@]}"; do

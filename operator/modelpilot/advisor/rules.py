@@ -30,7 +30,8 @@ def _known(values: Series) -> list[float]:
     return [v for v in values if v is not None]
 
 
-def _pct(values: Sequence[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty sequence."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
@@ -117,7 +118,7 @@ def _baseline(h: History, per_replica: Series) -> float:
     ]
     if not pairs:
         return math.inf
-    cut = _pct([c for c, _ in pairs], 20)
+    cut = percentile([c for c, _ in pairs], 20)
     return statistics.median(lat for c, lat in pairs if c <= cut)
 
 
@@ -205,10 +206,10 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
     states = [d for d in (ctx.degraded(i) for i in pinned) if d is not None]
     if not states or sum(states) / len(states) < 0.3:
         return None
-    peak = _pct(_known([ctx.history.concurrency[i] for i in pinned]), 95)
+    peak = percentile(_known([ctx.history.concurrency[i] for i in pinned]), 95)
     # Saturated replicas queue requests, which inflates concurrency: size the need by the
     # arrivals at the model's quiet latency instead (the raw peak stays in the evidence).
-    arrivals = _pct(_known([ctx.history.rps[i] for i in pinned]) or [0.0], 95)
+    arrivals = percentile(_known([ctx.history.rps[i] for i in pinned]) or [0.0], 95)
     demand = min(peak, arrivals * ctx.baseline) if arrivals else peak
     needed = math.ceil(demand / ctx.capacity)
     value = max(s.max_replicas + 1, math.ceil(needed * 1.2))
@@ -268,7 +269,7 @@ def cold_starts(ctx: Context) -> Recommendation | None:
         return None
     # The load that arrived meanwhile, at the model's quiet latency: waiting requests
     # inflate concurrency during a cold start, so it is not the measure.
-    arrivals = _pct(_known([ctx.history.rps[i] for i in inside]) or [0.0], 90)
+    arrivals = percentile(_known([ctx.history.rps[i] for i in inside]) or [0.0], 90)
     load = arrivals * ctx.baseline
     value = min(max(math.ceil(load / ctx.capacity), s.min_replicas + 1), s.max_replicas)
     if value <= s.min_replicas:
@@ -418,13 +419,13 @@ def over_provisioned(ctx: Context) -> Recommendation | None:
         return None
     if max(_known(ctx.history.queue) or [0.0]) > 1:
         return None  # replicas busy with async work are not idle
-    needed = max(1, math.ceil(_pct([c for c, _ in pairs], 95) / ctx.capacity))
+    needed = max(1, math.ceil(percentile([c for c, _ in pairs], 95) / ctx.capacity))
     if needed >= s.min_replicas:
         return None
     gpu = _known(ctx.history.gpu_utilization)
     evidence: dict[str, Evidence] = {
         "lowLoadShare": round(low, 2),
-        "concurrencyP95": round(_pct([c for c, _ in pairs], 95), 2),
+        "concurrencyP95": round(percentile([c for c, _ in pairs], 95), 2),
         "perReplicaCapacity": ctx.capacity,
         "replicasNeeded": needed,
     }

@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes import client, config
 
 from modelpilot.api import GROUP, PLURAL, VERSION
+from modelpilot.observer.pods import format_time
 
 
 def load_api_client(pool_size: int = 16) -> client.ApiClient:
@@ -140,7 +141,7 @@ class Kube:
         self, involved: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
         """A core/v1 Event about `involved` (apiVersion, kind, name, namespace, uid)."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(datetime.now(UTC))
         body = {
             "metadata": {
                 "name": f"{involved['name']}.{secrets.token_hex(8)}",

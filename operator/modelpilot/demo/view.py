@@ -4,9 +4,10 @@ plain data (at most 100 columns). Unknown values print as "?", never as 0."""
 import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.demo.traffic import Outcome
 
 WIDTH = 100
@@ -43,7 +44,6 @@ class Frame:
     scale_events: Sequence[ScaleEvent] = ()
     replicas_trend: Sequence[float | None] = ()
     p95_trend: Sequence[float | None] = ()
-    notes: Sequence[str] = field(default_factory=list)
 
 
 def fit(text: str, indent: str = "    ") -> str:
@@ -57,8 +57,8 @@ def ms(seconds: float | None) -> str:
     return "?" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:,.0f} ms"
 
 
-def num(value: float | None, fmt: str = "g") -> str:
-    return "?" if value is None else format(value, fmt)
+def num(value: float | None) -> str:
+    return "?" if value is None else format(value, "g")
 
 
 def clock(seconds: float) -> str:
@@ -157,7 +157,6 @@ def render(frame: Frame) -> list[str]:
         lines += recommendation_lines(rec)
     for change in applied_changes(s):
         lines.append(fit(f"  applied {change.get('time')}: {change.get('message')}"))
-    lines += [fit(f"  {note}") for note in frame.notes]
     return [part for line in lines for part in line.split("\n")]
 
 
@@ -175,11 +174,8 @@ class PeriodStats:
         return self.scale_events / self.minutes if self.minutes > 0 else None
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return percentile(values, q) if values else None
 
 
 def period_stats(
@@ -192,8 +188,8 @@ def period_stats(
         minutes=max(end - start, 0.0) / 60,
         requests=len(inside),
         failed=sum(o.status_class in ("5xx", "error") for o in inside),
-        p50=percentile(served, 50),
-        p95=percentile(served, 95),
+        p50=_percentile(served, 50),
+        p95=_percentile(served, 95),
         scale_events=sum(start <= e.at < end for e in events),
     )
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from kubernetes import client
 from pydantic import BaseModel
 
+from modelpilot.observer.pods import format_time
+
 FINALIZER = "modelpilot.dev/fake-kubelet"
 NODE_NAME = "local-node"
 IMAGE = "example.invalid/model:1"
@@ -31,8 +33,18 @@ class ContainerState(BaseModel):
     waiting_reason: str | None = None
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_text() -> str:
+    """The current time as pod status writes it."""
+    return format_time(datetime.now(UTC))
+
+
+def replace_status(
+    core: client.CoreV1Api, namespace: str, name: str, status: dict[str, Any]
+) -> client.V1Pod:
+    """Write a pod's status whole, as a kubelet does (a strategic merge would keep old
+    conditions)."""
+    patch = [{"op": "add", "path": "/status", "value": status}]
+    return core.patch_namespaced_pod_status(name, namespace, patch)
 
 
 def _container_status(state: ContainerState, image: str) -> dict[str, Any]:
@@ -47,15 +59,15 @@ def _container_status(state: ContainerState, image: str) -> dict[str, Any]:
     if state.waiting_reason:
         status["state"] = {"waiting": {"reason": state.waiting_reason}}
     else:
-        status["state"] = {"running": {"startedAt": _now()}}
+        status["state"] = {"running": {"startedAt": now_text()}}
     if state.last_terminated_reason:
         finished = state.last_finished_at or datetime.now(UTC)
         status["lastState"] = {
             "terminated": {
                 "reason": state.last_terminated_reason,
                 "exitCode": state.last_exit_code if state.last_exit_code is not None else 1,
-                "startedAt": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "finishedAt": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "startedAt": format_time(finished),
+                "finishedAt": format_time(finished),
             }
         }
     return status
@@ -112,14 +124,14 @@ class FakeKubelet:
     ) -> client.V1Pod:
         """Write pod status: `ready` None leaves the Ready condition out entirely."""
         conditions: list[dict[str, Any]] = [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()}
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_text()}
         ]
         if ready is not None:
             conditions.append(
                 {
                     "type": "Ready",
                     "status": ready,
-                    "lastTransitionTime": _now(),
+                    "lastTransitionTime": now_text(),
                     **({"reason": reason} if reason else {}),
                 }
             )
@@ -129,12 +141,10 @@ class FakeKubelet:
             "conditions": conditions,
             "hostIP": "127.0.0.1",
             "podIP": "127.0.0.1",
-            "startTime": _now(),
+            "startTime": now_text(),
             "containerStatuses": [_container_status(s, IMAGE) for s in states],
         }
-        # A JSON patch replaces status whole; a strategic merge would keep old conditions.
-        patch = [{"op": "add", "path": "/status", "value": status}]
-        return self.core.patch_namespaced_pod_status(name, namespace, patch)
+        return replace_status(self.core, namespace, name, status)
 
     def terminate(self, namespace: str, name: str) -> None:
         """Delete the pod but keep it around, terminating (deletionTimestamp set)."""

@@ -29,24 +29,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
-from modelpilot.devcluster.kubelet import NODE_NAME
+from modelpilot.devcluster.kubelet import NODE_NAME, FakeKubelet, now_text, replace_status
 from modelpilot.devcluster.processes import stop as stop_process
-from modelpilot.observer.pods import format_time
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECONDS = 2.0
 LOOPBACK_HOSTS = ("0.0.0.0", "127.0.0.1", "localhost")
-
-
-def _now() -> str:
-    return format_time(datetime.now(UTC))
 
 
 POD_NETWORK = "10.244.0."
@@ -147,7 +141,7 @@ class ContainerRun:
                 env=dict(env),
                 start_new_session=True,
             )
-        self.started_at = _now()
+        self.started_at = now_text()
         self.ready = False
 
     def status(self) -> dict[str, Any]:
@@ -202,7 +196,7 @@ class PodRun:
         status = "True" if value else "False"
         previous = self.transitions.get(kind)
         if previous is None or previous[0] != status:
-            self.transitions[kind] = (status, _now())
+            self.transitions[kind] = (status, now_text())
         return {"type": kind, "status": status, "lastTransitionTime": self.transitions[kind][1]}
 
     def status(self) -> dict[str, Any]:
@@ -251,7 +245,6 @@ class LocalRuntime:
         self._free_ips = [f"{LOCAL_NETWORK}{i}" for i in range(2, 255)]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.errors = 0
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -278,9 +271,7 @@ class LocalRuntime:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._reap_leftovers()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
-        node = {"metadata": {"name": self.node_name, "labels": {"modelpilot.dev/local": "true"}}}
-        with contextlib.suppress(client.ApiException):
-            self.core.create_node(node)
+        FakeKubelet(self.core.api_client, self.node_name).register_node()
         self._thread = threading.Thread(target=self._loop, name="local-runtime", daemon=True)
         self._thread.start()
         return self
@@ -306,7 +297,6 @@ class LocalRuntime:
             try:
                 self.sync()
             except Exception:  # the API server restarting, a pod racing away: retry
-                self.errors += 1
                 log.exception("local runtime sync failed")
             self._stop.wait(self.interval)
 
@@ -368,7 +358,7 @@ class LocalRuntime:
                 ContainerRun(c, container_argv(c, self.images, ip), workdir / f"{c['name']}.log")
                 for c in spec["containers"]
             ],
-            start_time=_now(),
+            start_time=now_text(),
             scrape=scrape_target(pod, ip),
             grace_seconds=float(spec.get("terminationGracePeriodSeconds") or 30),
         )
@@ -402,7 +392,7 @@ class LocalRuntime:
                     "exitCode": code,
                     "reason": "Completed" if code == 0 else "Error",
                     "startedAt": c.started_at,
-                    "finishedAt": _now(),
+                    "finishedAt": now_text(),
                 }
                 c.proc, c.ready = None, False
                 c.restart_at = time.monotonic() + RESTART_BACKOFF_SECONDS
@@ -432,8 +422,7 @@ class LocalRuntime:
         status = run.status()
         if status == run.last_status:
             return
-        patch = [{"op": "add", "path": "/status", "value": status}]
-        self.core.patch_namespaced_pod_status(run.name, run.namespace, patch)
+        replace_status(self.core, run.namespace, run.name, status)
         run.last_status = status
 
     def _signal(self, run: PodRun, sig: int) -> None:

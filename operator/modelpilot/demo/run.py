@@ -84,11 +84,11 @@ class Output:
         if not self.live:
             print(fit(text), flush=True)
 
-    def frame(self, lines: list[str], summary: str, force: bool = False) -> None:
+    def frame(self, lines: list[str], summary: str) -> None:
         if self.live:
             sys.stdout.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
             sys.stdout.flush()
-        elif force or time.monotonic() - self.last_line >= 10:
+        elif time.monotonic() - self.last_line >= 10:
             self.last_line = time.monotonic()
             print(fit(summary), flush=True)
 
@@ -120,14 +120,14 @@ class PrometheusView:
         return result
 
     async def read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        m = self.match
         unknown: dict[str, Any] = {"rps": None, "p50": None, "p95": None, "concurrency": None}
         try:
-            return await self._read(session, m)
+            return await self._read(session)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
             return unknown  # Prometheus busy or restarting: shown as unknown, not as zero
 
-    async def _read(self, session: aiohttp.ClientSession, m: str) -> dict[str, Any]:
+    async def _read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        m = self.match
         rps, p50, p95, conc = await asyncio.gather(
             self._query(
                 session, f"sum by (status_class) (rate(modelpilot_requests_total{m}[10s]))"

@@ -15,19 +15,35 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor import source
-from modelpilot.advisor.evaluate import evaluate
-from modelpilot.advisor.model import Objective
+from modelpilot.advisor.judge import judge
+from modelpilot.advisor.model import Evaluation, History
+from modelpilot.api import Key
+from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
-from modelpilot.devcluster.scenarios import catalogue, series, simulate
+from modelpilot.devcluster.scenarios import Scenario, catalogue, series, simulate
 
 NAMESPACE = "bench"
 LOOKBACK = 6 * 3600
 STEP = 60
+
+
+def spec_of(scenario: Scenario) -> ModelDeploymentSpec:
+    """The ModelDeployment a scenario stands for: its settings and latency objective."""
+    objective = {"milliseconds": scenario.objective_ms} if scenario.objective_ms else None
+    return ModelDeploymentSpec.model_validate(
+        {
+            "template": {},
+            "port": 8000,
+            "autoscaling": scenario.settings.wire(),
+            "advisor": {"latencyObjective": objective} if objective else {},
+        }
+    )
 
 
 def main() -> None:
@@ -64,16 +80,15 @@ def main() -> None:
         prom = PrometheusConnect(url=prometheus.url, disable_ssl=True)
         keys = {(NAMESPACE, name): 95 for name in models}
 
-        def settings(name: str) -> tuple[object, Objective]:
-            s = models[name]
-            return s.settings, Objective(seconds=s.objective_ms / 1000 if s.objective_ms else None)
+        specs = {name: spec_of(scenario) for name, scenario in models.items()}
+
+        def verdict(name: str, histories: dict[Key, History]) -> Evaluation:
+            key = (NAMESPACE, name)
+            return judge(key, specs[name], {}, histories.get(key), datetime.now(UTC)).evaluation
 
         t0 = time.perf_counter()
         fetched = asyncio.run(source.fetch(prom, keys, LOOKBACK, args.step, time.time()))
-        evaluations = [
-            evaluate(NAMESPACE, name, fetched.histories.get((NAMESPACE, name)), *settings(name))  # type: ignore[arg-type]
-            for name in models
-        ]
+        evaluations = [verdict(name, fetched.histories) for name in models]
         batched = time.perf_counter() - t0
 
         sample = list(models)[: args.sample]
@@ -91,7 +106,7 @@ def main() -> None:
                 )
             )
             per_model_queries += one.queries
-            evaluate(NAMESPACE, name, one.histories.get((NAMESPACE, name)), *settings(name))  # type: ignore[arg-type]
+            verdict(name, one.histories)
         per_model = (time.perf_counter() - t0) / len(sample) * args.models
     finally:
         prometheus.stop()

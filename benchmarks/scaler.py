@@ -23,10 +23,10 @@ from pathlib import Path
 from kubernetes import client, config
 from prometheus_api_client import PrometheusConnect
 
-from modelpilot.api import MODEL_LABEL
+from modelpilot.api import MODEL_LABEL, Key
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube, use_api_threads
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.devcluster import controlplane
@@ -139,8 +139,9 @@ def main() -> None:
         pods: dict[Key, list[PodInfo]] = {}
         kube = Kube(admin)
         prom = PrometheusConnect(url=prometheus.url, disable_ssl=True)
-        worker = StatusWorker(kube, models, pods, deployments, OperatorConfig())
-        loop = ScalerLoop(kube, prom, worker, models, pods, deployments, {}, interval=10)
+        indexes = Indexes(models, pods, deployments)
+        worker = StatusWorker(kube, indexes, OperatorConfig())
+        loop = ScalerLoop(kube, prom, worker, indexes, interval=10)
 
         async def ticks() -> tuple[float, float, int, int]:
             use_api_threads(16)  # as the operator does at startup

@@ -6,24 +6,16 @@ from typing import TypeVar
 import click
 
 from modelpilot import __version__
+from modelpilot.times import parse_duration
 
 FC = TypeVar("FC", bound=Callable[..., object])
 
 
-def parse_duration(text: str) -> int:
-    """ "6h", "90m", "1d", "3600s" or "3600" -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value = text.strip()
-    try:
-        if value[-1:] in units:
-            return int(float(value[:-1]) * units[value[-1]])
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration like 6h, 90m or 3600s") from None
-
-
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _scrape_interval(name: str) -> Callable[[FC], FC]:
@@ -34,6 +26,23 @@ def _scrape_interval(name: str) -> Callable[[FC], FC]:
         show_default=True,
         callback=_duration,
         help="How often Prometheus scrapes the meters: rate() windows span at least four scrapes.",
+    )
+
+
+_prometheus_url = click.option(
+    "--prometheus-url",
+    envvar="MODELPILOT_PROMETHEUS_URL",
+    required=True,
+    help="Prometheus holding the meter and operator series.",
+)
+
+
+def _from_file(what: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--from-file",
+        "from_file",
+        type=click.Path(exists=True, dir_okay=False),
+        help=f"Read {what} instead of the cluster.",
     )
 
 
@@ -218,18 +227,8 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
 @click.argument("name", required=False)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
-@click.option(
-    "--prometheus-url",
-    envvar="MODELPILOT_PROMETHEUS_URL",
-    required=True,
-    help="Prometheus holding the meter and operator series.",
-)
-@click.option(
-    "--from-file",
-    "from_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Read ModelDeployments from this YAML (one or many documents) instead of the cluster.",
-)
+@_prometheus_url
+@_from_file("ModelDeployments from this YAML (one or many documents)")
 @click.option(
     "--lookback",
     default="6h",
@@ -259,7 +258,7 @@ def advise(
 ) -> None:
     """Evaluate ModelDeployments once against Prometheus and print recommendations (no
     writes anywhere)."""
-    from modelpilot.advisor.advise import run_advise
+    from modelpilot.advisor.command import run_advise
 
     run_advise(
         name=name,
@@ -295,52 +294,16 @@ def advise(
 )
 def gpu_agent(listen: str, node_name: str, proc: str, pod_refresh: float) -> None:
     """Export GPU utilization and memory per pod from NVML (run one per GPU node)."""
-    import logging
-    import signal
-    import threading
-    from pathlib import Path
+    from modelpilot.gpu.command import run_agent
 
-    from kubernetes import config
-    from prometheus_client import REGISTRY, start_http_server
-
-    from modelpilot.gpu.agent import AgentCollector, NodePods, read_cgroup
-    from modelpilot.gpu.nvml import GpuError, NvmlGpus
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log = logging.getLogger("modelpilot.gpu-agent")
-    gpus: NvmlGpus | None
-    try:
-        gpus = NvmlGpus()
-    except GpuError as exc:
-        # No driver or no GPU: say so once and keep serving modelpilot_gpu_agent_up 0
-        # rather than crash-loop.
-        log.error("%s; serving modelpilot_gpu_agent_up 0", exc)
-        gpus = None
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    REGISTRY.register(
-        AgentCollector(gpus, read_cgroup(Path(proc)), NodePods(node_name, pod_refresh))
-    )
-    host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0")
-    log.info("gpu-agent on %s for node %s", listen, node_name)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    run_agent(listen, node_name, proc, pod_refresh)
 
 
 @main.command()
 @click.argument("name")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("--prometheus-url", envvar="MODELPILOT_PROMETHEUS_URL", required=True)
-@click.option(
-    "--from-file",
-    "from_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Read the ModelDeployment from this YAML instead of the cluster.",
-)
+@_prometheus_url
+@_from_file("the ModelDeployment from this YAML")
 @click.option(
     "--since",
     default="6h",
@@ -361,17 +324,13 @@ def report(
 ) -> None:
     """Write one self-contained HTML report for a ModelDeployment: the metrics tab's charts,
     its status and the advisor's recommendations with their evidence."""
-    from pathlib import Path
+    from modelpilot.report.command import run_report
 
-    from prometheus_api_client import PrometheusConnect
-
-    from modelpilot.advisor.advise import load_models, require_prometheus
-    from modelpilot.report.render import render
-
-    prometheus = PrometheusConnect(url=prometheus_url, disable_ssl=True)
-    require_prometheus(prometheus, prometheus_url)
-    found = load_models(from_file, namespace, name)
-    if not found:
-        raise click.ClickException(f"ModelDeployment {namespace}/{name} not found")
-    Path(output).write_text(render(found[0], prometheus, since))
-    click.echo(f"wrote {output}")
+    run_report(
+        name=name,
+        namespace=namespace,
+        prometheus_url=prometheus_url,
+        from_file=from_file,
+        since=since,
+        output=output,
+    )

@@ -60,11 +60,13 @@ class Models:
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
 
-    def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ModelDeployment",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels or {}},
             "spec": spec,
         }
         result: dict[str, Any] = self.custom.create_namespaced_custom_object(
@@ -85,6 +87,11 @@ class Models:
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def patch_status(self, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"status": status}
         )
 
     def condition(self, name: str, type_: str) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from modelpilot.api import GROUP, PLURAL, VERSION
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
 from modelpilot.devcluster.scenarios import catalogue, series, simulate
 from modelpilot.devcluster.servers import OperatorProcess
+from modelpilot.times import format_time
 
 from .conftest import DEDICATED_SHARD, SHARD_LABEL
 from .operator_helpers import Models, eventually, model_spec
@@ -65,18 +65,7 @@ def auto_operator(
 
 
 def create(models: Models, name: str, **spec: object) -> None:
-    models.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        models.namespace,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "labels": {SHARD_LABEL: DEDICATED_SHARD}},
-            "spec": model_spec(**spec),
-        },
-    )
+    models.create(name, model_spec(**spec), labels={SHARD_LABEL: DEDICATED_SHARD})
 
 
 def test_auto_mode_applies_holds_and_reverts(
@@ -102,29 +91,23 @@ def test_auto_mode_applies_holds_and_reverts(
         advisor={"mode": "Auto"},
     )
     # An earlier Auto change to capacity's maxReplicas, judged by a latency it never met.
-    earlier = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    models.custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        models.namespace,
-        PLURAL,
+    earlier = format_time(datetime.now(UTC) - timedelta(minutes=30))
+    models.patch_status(
         "capacity",
         {
-            "status": {
-                "advisor": {
-                    "overrides": {"maxReplicas": 3},
-                    "history": [
-                        {
-                            "time": earlier,
-                            "setting": "maxReplicas",
-                            "from": 2,
-                            "to": 3,
-                            "reason": "CapacityExhausted",
-                            "message": "applied",
-                            "latencyBeforeSeconds": 0.05,
-                        }
-                    ],
-                }
+            "advisor": {
+                "overrides": {"maxReplicas": 3},
+                "history": [
+                    {
+                        "time": earlier,
+                        "setting": "maxReplicas",
+                        "from": 2,
+                        "to": 3,
+                        "reason": "CapacityExhausted",
+                        "message": "applied",
+                        "latencyBeforeSeconds": 0.05,
+                    }
+                ],
             }
         },
     )

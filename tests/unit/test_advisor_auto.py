@@ -1,8 +1,15 @@
-from modelpilot.advisor.auto import Change, bounded, plan
+from datetime import UTC, datetime, timedelta
+
+from modelpilot.advisor.auto import Change, bounded, changes_of, last_change_time, plan
 from modelpilot.advisor.model import Evaluation, Recommendation
 from modelpilot.api.spec import AdvisorLimits, AdvisorSpec, Bounds
+from modelpilot.settings import Setting
 
-NOW = 1_000_000.0
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def after(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
 
 
 def evaluation(*recs: Recommendation, status: str = "ok") -> Evaluation:
@@ -14,7 +21,9 @@ def evaluation(*recs: Recommendation, status: str = "ok") -> Evaluation:
     )
 
 
-def rec(setting: str, current: int, recommended: int, confidence: float = 0.9) -> Recommendation:
+def rec(
+    setting: Setting, current: int, recommended: int, confidence: float = 0.9
+) -> Recommendation:
     return Recommendation(
         setting=setting,
         current=current,
@@ -39,73 +48,70 @@ def test_applies_inside_limits_and_cooldown() -> None:
         cooldown_seconds=3600,
         limits=AdvisorLimits(scale_down_delay_seconds=Bounds(max=500)),
     )
-    result = plan(
-        evaluation(rec("scaleDownDelaySeconds", 300, 1320)), advisor, [], NOW, "t", 0.5, {}
-    )
+    result = plan(evaluation(rec("scale_down_delay_seconds", 300, 1320)), advisor, [], NOW, 0.5)
     (change,) = result.apply
-    assert (change.setting, change.from_, change.to) == ("scaleDownDelaySeconds", 300, 500)
+    assert (change.setting, change.from_, change.to) == ("scale_down_delay_seconds", 300, 500)
     assert change.latency_before_seconds == 0.5
+    assert change.time == "2026-06-01T12:00:00Z"
+    # camelCase on the wire and in what people read.
+    assert change.wire()["setting"] == "scaleDownDelaySeconds"
+    assert change.message.startswith("applied scaleDownDelaySeconds 300 -> 500")
     # Within the cooldown of that setting: nothing.
     again = plan(
-        evaluation(rec("scaleDownDelaySeconds", 500, 1320)),
-        advisor,
-        [change],
-        NOW + 600,
-        "t",
-        0.5,
-        {0: NOW},
+        evaluation(rec("scale_down_delay_seconds", 500, 1320)), advisor, [change], after(600), 0.5
     )
     assert again.apply == []
     later = plan(
-        evaluation(rec("scaleDownDelaySeconds", 400, 1320)),
+        evaluation(rec("scale_down_delay_seconds", 400, 1320)),
         advisor.model_copy(update={"limits": AdvisorLimits()}),
         [change],
-        NOW + 4000,
-        "t",
+        after(4000),
         0.5,
-        {0: NOW},
     )
     assert [c.to for c in later.apply] == [800]
 
 
 def test_nothing_from_insufficient_data_or_low_confidence() -> None:
     advisor = AdvisorSpec(mode="Auto")
-    assert (
-        plan(
-            evaluation(rec("maxReplicas", 2, 4), status="insufficient-data"),
-            advisor,
-            [],
-            NOW,
-            "t",
-            None,
-            {},
-        ).apply
-        == []
-    )
-    assert (
-        plan(
-            evaluation(rec("maxReplicas", 2, 4, confidence=0.4)), advisor, [], NOW, "t", None, {}
-        ).apply
-        == []
-    )
+    unknown = evaluation(rec("max_replicas", 2, 4), status="insufficient-data")
+    assert plan(unknown, advisor, [], NOW, None).apply == []
+    unsure = evaluation(rec("max_replicas", 2, 4, confidence=0.4))
+    assert plan(unsure, advisor, [], NOW, None).apply == []
 
 
 def test_a_change_that_made_latency_worse_is_reverted() -> None:
     advisor = AdvisorSpec(mode="Auto")
     done = Change(
-        time="t0",
-        setting="concurrencyTarget",
+        time="2026-06-01T12:00:00Z",
+        setting="concurrency_target",
         from_=10,
         to=5,
         reason="X",
         message="m",
         latency_before_seconds=0.8,
     )
-    worse = plan(evaluation(), advisor, [done], NOW + 1800, "t1", 1.2, {0: NOW})
+    worse = plan(evaluation(), advisor, [done], after(1800), 1.2)
     (undo,) = worse.revert
-    assert (undo.setting, undo.from_, undo.to, undo.reverted) == ("concurrencyTarget", 5, 10, True)
-    assert "latency went from 800 ms to 1200 ms" in undo.message
-    better = plan(evaluation(), advisor, [done], NOW + 1800, "t1", 0.7, {0: NOW})
-    assert better.revert == []
-    too_soon = plan(evaluation(), advisor, [done], NOW + 60, "t1", 1.2, {0: NOW})
-    assert too_soon.revert == []
+    assert (undo.setting, undo.from_, undo.to, undo.reverted) == ("concurrency_target", 5, 10, True)
+    assert "reverted concurrencyTarget 10 -> 5: latency went from 800 ms to 1200 ms" in undo.message
+    assert plan(evaluation(), advisor, [done], after(1800), 0.7).revert == []
+    assert plan(evaluation(), advisor, [done], after(60), 1.2).revert == []
+
+
+def test_history_from_status_is_read_defensively() -> None:
+    good = {"time": "2026-06-01T12:00:00Z", "setting": "maxReplicas", "from": 2, "to": 3}
+    status = {
+        "advisor": {
+            "history": [
+                {**good, "reason": "CapacityExhausted", "message": "m"},
+                {"setting": "noSuchSetting", "from": 1, "to": 2},  # not a change: skipped
+                "garbage",
+                {**good, "time": "yesterday", "reason": "R", "message": "m"},  # time unknown
+            ]
+        }
+    }
+    changes = changes_of(status)
+    assert [c.setting for c in changes] == ["max_replicas", "max_replicas"]
+    assert last_change_time(changes) == NOW.timestamp()
+    assert changes_of({"advisor": {"history": "nope"}}) == []
+    assert changes_of({}) == [] and last_change_time([]) is None

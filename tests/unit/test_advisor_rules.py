@@ -30,13 +30,13 @@ def test_healthy_deployments_get_no_recommendation(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "reason", "setting", "low", "high"),
     [
-        ("thrash", "Thrash", "scaleDownDelaySeconds", 960, 3600),  # the lulls last 16 minutes
-        ("premature", "PrematureScaleDown", "scaleDownDelaySeconds", 420, 1800),
-        ("capacity", "CapacityExhausted", "maxReplicas", 3, 12),
-        ("cold-starts", "ColdStarts", "minReplicas", 2, 4),
-        ("target-too-high", "ConcurrencyTargetTooHigh", "concurrencyTarget", 2, 6),
-        ("async-backlog", "AsyncBacklog", "maxReplicas", 3, 6),
-        ("over-provisioned", "OverProvisioned", "minReplicas", 1, 2),
+        ("thrash", "Thrash", "scale_down_delay_seconds", 960, 3600),  # the lulls last 16 minutes
+        ("premature", "PrematureScaleDown", "scale_down_delay_seconds", 420, 1800),
+        ("capacity", "CapacityExhausted", "max_replicas", 3, 12),
+        ("cold-starts", "ColdStarts", "min_replicas", 2, 4),
+        ("target-too-high", "ConcurrencyTargetTooHigh", "concurrency_target", 2, 6),
+        ("async-backlog", "AsyncBacklog", "max_replicas", 3, 6),
+        ("over-provisioned", "OverProvisioned", "min_replicas", 1, 2),
     ],
 )
 def test_each_pattern_is_diagnosed_with_a_sensible_value(

@@ -1,27 +1,58 @@
 import math
 
-from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec, Bounds
+from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec, Bounds, ModelDeploymentSpec
 from modelpilot.scaler import signals
-from modelpilot.scaler.effective import effective, overrides_of
+from modelpilot.settings import (
+    SETTINGS,
+    overrides_of,
+    setting_named,
+    settings_in_force,
+    wire_name,
+    with_overrides,
+)
 
 SPEC = AutoscalingSpec(min_replicas=1, max_replicas=4, scale_down_delay_seconds=900)
+
+
+def test_settings_are_the_autoscaling_fields() -> None:
+    assert tuple(AutoscalingSpec.model_fields) == SETTINGS
+    for setting in SETTINGS:
+        assert wire_name(setting) == AutoscalingSpec.model_fields[setting].alias
+        assert setting_named(wire_name(setting)) == setting == setting_named(setting)
+    assert setting_named("replicas") is None
 
 
 def test_overrides_apply_inside_limits() -> None:
     limits = AdvisorLimits(
         max_replicas=Bounds(max=6), scale_down_delay_seconds=Bounds(min=300, max=1800)
     )
-    got = effective(SPEC, {"maxReplicas": 10, "scaleDownDelaySeconds": 60}, limits)
+    got = with_overrides(SPEC, {"max_replicas": 10, "scale_down_delay_seconds": 60}, limits)
     assert (got.max_replicas, got.scale_down_delay_seconds) == (6, 300)
     assert got.min_replicas == 1
 
 
+def test_settings_in_force_read_the_status() -> None:
+    spec = ModelDeploymentSpec(
+        template={},
+        port=8000,
+        autoscaling=SPEC,
+        advisor={"limits": {"maxReplicas": {"max": 6}}},  # type: ignore[arg-type]
+    )
+    status = {"advisor": {"overrides": {"maxReplicas": 10, "scaleDownDelaySeconds": 60}}}
+    got = settings_in_force(spec, status)
+    assert (got.max_replicas, got.scale_down_delay_seconds) == (6, 60)
+    assert settings_in_force(spec, {}) == SPEC
+
+
 def test_bad_overrides_are_ignored() -> None:
-    assert effective(SPEC, {"maxReplicas": "10", "minReplicas": True}, AdvisorLimits()) == SPEC
+    status = {"advisor": {"overrides": {"maxReplicas": "10", "minReplicas": True, "x": 3}}}
+    assert overrides_of(status) == {}
     # min above max would be an impossible setting: keep the spec.
-    assert effective(SPEC, {"minReplicas": 9}, AdvisorLimits()) == SPEC
+    assert with_overrides(SPEC, {"min_replicas": 9}, AdvisorLimits()) == SPEC
+    # outside the schema's bounds: keep the spec.
+    assert with_overrides(SPEC, {"target_utilization_percentage": 500}, AdvisorLimits()) == SPEC
     assert overrides_of({"advisor": {"overrides": ["nope"]}}) == {}
-    assert overrides_of({"advisor": {"overrides": {"maxReplicas": 6}}}) == {"maxReplicas": 6}
+    assert overrides_of({"advisor": {"overrides": {"maxReplicas": 6}}}) == {"max_replicas": 6}
     assert overrides_of({}) == {}
 
 

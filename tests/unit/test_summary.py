@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from modelpilot.api.status import Condition, LastRestart, ReplicaCounts, Restarts
-from modelpilot.observer.pods import PodInfo, format_time
+from modelpilot.observer.pods import PodInfo
 from modelpilot.observer.summary import (
     Thresholds,
     Trouble,
@@ -10,6 +10,7 @@ from modelpilot.observer.summary import (
     count_replicas,
     find_trouble,
 )
+from modelpilot.times import format_time
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LIMITS = Thresholds()

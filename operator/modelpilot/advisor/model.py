@@ -5,6 +5,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, Field
 
 from modelpilot.api.base import ApiModel
+from modelpilot.settings import SettingField
 
 Reason = Literal[
     "Thrash",
@@ -51,7 +52,7 @@ class History(BaseModel):
 
 
 class Recommendation(ApiModel):
-    setting: str  # camelCase, as in spec.autoscaling
+    setting: SettingField  # camelCase on the wire, as in spec.autoscaling
     current: int
     recommended: int
     reason: Reason

@@ -22,6 +22,7 @@ from modelpilot.advisor.model import (
     Series,
 )
 from modelpilot.api.spec import AutoscalingSpec
+from modelpilot.times import about
 
 MIN_POINTS = 20
 
@@ -38,10 +39,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def _round_up(value: float, unit: int) -> int:
     return int(math.ceil(value / unit) * unit)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f}s"
 
 
 @dataclass
@@ -147,7 +144,7 @@ def thrash(ctx: Context) -> Recommendation | None:
     gaps = ctx.down_up_gaps() or [ctx.settings.scale_down_delay_seconds]
     value = _delay_for(ctx, gaps)
     return Recommendation(
-        setting="scaleDownDelaySeconds",
+        setting="scale_down_delay_seconds",
         current=ctx.settings.scale_down_delay_seconds,
         recommended=value,
         reason="Thrash",
@@ -155,7 +152,7 @@ def thrash(ctx: Context) -> Recommendation | None:
             f"Replicas went up and down {reversals} times in {hours:.1f}h and latency "
             f"around those changes was {ratio:.1f}x the rest: raise "
             f"scaleDownDelaySeconds to {value} so quiet spells of up to "
-            f"{_minutes(value / 1.2)} do not remove replicas that are needed again."
+            f"{about(value / 1.2)} do not remove replicas that are needed again."
         ),
         evidence={
             "reversals": reversals,
@@ -175,13 +172,13 @@ def premature_scale_down(ctx: Context) -> Recommendation | None:
         return None
     value = _delay_for(ctx, gaps)
     return Recommendation(
-        setting="scaleDownDelaySeconds",
+        setting="scale_down_delay_seconds",
         current=ctx.settings.scale_down_delay_seconds,
         recommended=value,
         reason="PrematureScaleDown",
         message=(
             f"{len(gaps)} scale-downs were followed by a scale-up within "
-            f"{_minutes(max(gaps))}: replicas were removed too early. Raise "
+            f"{about(max(gaps))}: replicas were removed too early. Raise "
             f"scaleDownDelaySeconds to {value}."
         ),
         evidence={
@@ -215,13 +212,13 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
     value = max(s.max_replicas + 1, math.ceil(needed * 1.2))
     latency = _known([ctx.history.latency[i] for i in pinned])
     return Recommendation(
-        setting="maxReplicas",
+        setting="max_replicas",
         current=s.max_replicas,
         recommended=value,
         reason="CapacityExhausted",
         message=(
             f"Replicas sat at maxReplicas ({s.max_replicas}) for "
-            f"{_minutes(len(pinned) * ctx.step)} while latency stayed over "
+            f"{about(len(pinned) * ctx.step)} while latency stayed over "
             f"{ctx.threshold * 1000:.0f} ms: peak demand {demand:.1f} needs {needed} "
             f"replicas at {ctx.capacity:g} each. Raise maxReplicas to {value} (20% "
             "headroom), or raise concurrencyTarget if the model has headroom."
@@ -276,12 +273,12 @@ def cold_starts(ctx: Context) -> Recommendation | None:
         return None
     durations = [(b - a) * ctx.step for a, b in episodes]
     return Recommendation(
-        setting="minReplicas",
+        setting="min_replicas",
         current=s.min_replicas,
         recommended=value,
         reason="ColdStarts",
         message=(
-            f"{len(episodes)} times replicas took {_minutes(statistics.median(durations))} "
+            f"{len(episodes)} times replicas took {about(statistics.median(durations))} "
             f"(median) to become ready, and latency meanwhile was "
             f"{statistics.median(lat_in) * 1000:.0f} ms. Keep {value} replicas warm "
             f"(the load seen while replicas started), and look at image size and model "
@@ -335,7 +332,7 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
     if value >= s.concurrency_target:
         value = max(1, s.concurrency_target - 1)
     return Recommendation(
-        setting="concurrencyTarget",
+        setting="concurrency_target",
         current=s.concurrency_target,
         recommended=value,
         reason="ConcurrencyTargetTooHigh",
@@ -384,7 +381,7 @@ def async_backlog(ctx: Context) -> Recommendation | None:
     extra = max(1, math.ceil(growth / throughput)) if throughput > 0 else max(1, s.max_replicas)
     value = s.max_replicas + extra
     return Recommendation(
-        setting="maxReplicas",
+        setting="max_replicas",
         current=s.max_replicas,
         recommended=value,
         reason="AsyncBacklog",
@@ -432,7 +429,7 @@ def over_provisioned(ctx: Context) -> Recommendation | None:
     if gpu:
         evidence["gpuUtilizationPercentMean"] = round(statistics.mean(gpu), 1)
     return Recommendation(
-        setting="minReplicas",
+        setting="min_replicas",
         current=s.min_replicas,
         recommended=needed,
         reason="OverProvisioned",

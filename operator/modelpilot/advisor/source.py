@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor.model import History
+from modelpilot.api import Key
 
-Key = tuple[str, str]
 BY = "namespace, model_deployment"
 LATENCY_SHARDS = 2
 

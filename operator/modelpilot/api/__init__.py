@@ -10,3 +10,5 @@ API_VERSION = f"{GROUP}/{VERSION}"
 MODEL_LABEL = "modelpilot.dev/model-deployment"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelpilot"
+
+Key = tuple[str, str]  # (namespace, ModelDeployment name): how every loop and index keys a model

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from modelpilot.api.base import ApiModel
 
@@ -56,3 +56,15 @@ class Restarts(ApiModel):
     by_reason: list[ReasonCount] = Field(default_factory=list)
     last: LastRestart | None = None
     containers: list[ContainerRestartCount] = Field(default_factory=list)
+
+
+class ConditionUpdate(BaseModel):
+    """A condition as a component decides it; the status worker adds lastTransitionTime
+    and observedGeneration when it writes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str

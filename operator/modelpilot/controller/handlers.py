@@ -12,13 +12,13 @@ import kopf
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY, start_http_server
 
-from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION
+from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION, Key
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
 from modelpilot.controller.kube import Kube, load_api_client, use_api_threads
 from modelpilot.controller.metrics import StatusCollector
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef
+from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.controller.workload import WorkloadApplier
@@ -73,39 +73,31 @@ async def startup(
     kube = Kube(load_api_client(pool_size=config.status_concurrency * 2))
     memo.kube = kube
     memo.applier = WorkloadApplier(kube, config.meter_image)
-    memo.worker = StatusWorker(kube, model_index, pods, deployments, config)
+    indexes = Indexes(model_index, pods, deployments, kwargs["deployment_hpas"])
+    memo.worker = StatusWorker(kube, indexes, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
     prometheus = (
         PrometheusConnect(url=config.prometheus_url, disable_ssl=True)
         if config.prometheus_url
         else None
     )
-    memo.scaler = ScalerLoop(
-        kube,
-        prometheus,
-        memo.worker,
-        model_index,
-        pods,
-        deployments,
-        kwargs["deployment_hpas"],
-        config.scaler_interval,
-    )
+    memo.scaler = ScalerLoop(kube, prometheus, memo.worker, indexes, config.scaler_interval)
     memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
     memo.advisor = AdvisorLoop(
         kube,
         prometheus,
         memo.worker,
-        model_index,
+        indexes,
         config.advisor_interval,
-        config.advisor_lookback_seconds,
-        config.advisor_step_seconds,
-        config.scrape_interval_seconds,
+        lookback=config.advisor_lookback_seconds,
+        step=config.advisor_step_seconds,
+        scrape_interval=config.scrape_interval_seconds,
     )
     memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
-    memo.gpu = GpuLoop(prometheus, memo.worker, model_index, pods, config.gpu_interval)
+    memo.gpu = GpuLoop(kube, prometheus, memo.worker, indexes, config.gpu_interval)
     memo.gpu_task = asyncio.create_task(memo.gpu.run(), name="gpu")
 
-    REGISTRY.register(StatusCollector(lambda: memo.worker.written))
+    REGISTRY.register(StatusCollector(memo.worker.statuses))
     host, port = _split(config.metrics_address)
     start_http_server(port, addr=host)
     logger.info("metrics on http://%s:%d/metrics", host, port)

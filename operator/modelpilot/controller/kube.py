@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client, config
 
 from modelpilot.api import GROUP, PLURAL, VERSION
-from modelpilot.observer.pods import format_time
+from modelpilot.times import format_time
 
 
 def load_api_client(pool_size: int = 16) -> client.ApiClient:

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from modelpilot.controller.refs import Key
+from modelpilot.api import Key
 
 LABELS = ["namespace", "model_deployment"]
 

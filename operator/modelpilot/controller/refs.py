@@ -2,15 +2,17 @@
 
 import copy
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
+from modelpilot.observer.pods import PodInfo
 from modelpilot.workload.validate import validate
 
-Key = tuple[str, str]  # (namespace, ModelDeployment name)
 T = TypeVar("T")
 
 
@@ -88,3 +90,14 @@ class DeploymentRef(BaseModel):
             replicas=int((body.get("spec") or {}).get("replicas") or 0),
             generation=int(body["metadata"].get("generation") or 0),
         )
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """kopf's indexes, kept from its watches: what the status worker and the loops read
+    instead of calling the API server."""
+
+    models: Mapping[Key, Collection[ModelRef]]
+    pods: Mapping[Key, Collection[PodInfo]]
+    deployments: Mapping[Key, Collection[DeploymentRef]]
+    hpas: Mapping[Key, Collection[str]] = field(default_factory=dict)  # by Deployment

@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from modelpilot.api.status import Condition, ConditionStatus, Restarts
+from modelpilot.api import Key
+from modelpilot.api.status import Condition, ConditionUpdate, Restarts
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube
-from modelpilot.controller.refs import DeploymentRef, Key, ModelRef, first
+from modelpilot.controller.refs import Indexes, ModelRef, first
 from modelpilot.observer import restarts as restart_logic
-from modelpilot.observer.pods import PodInfo
 from modelpilot.observer.summary import (
     conditions,
     count_readiness,
@@ -57,14 +57,13 @@ class StatusWorker:
     def __init__(
         self,
         kube: Kube,
-        models: Mapping[Key, Collection[ModelRef]],
-        pods: Mapping[Key, Collection[PodInfo]],
-        deployments: Mapping[Key, Collection[DeploymentRef]],
+        indexes: Indexes,
         config: OperatorConfig,
     ) -> None:
-        self.kube, self.models, self.pods, self.deployments = kube, models, pods, deployments
+        self.kube, self.models = kube, indexes.models
+        self.pods, self.deployments = indexes.pods, indexes.deployments
         self.config = config
-        self.written: dict[Key, dict[str, Any]] = {}  # last status written, per model
+        self._written: dict[Key, dict[str, Any]] = {}  # last status written, per model
         self.restarts: dict[Key, Restarts] = {}
         self.served: dict[Key, set[str]] = {}  # UIDs of pods seen Ready
         self.reconciled: dict[Key, int] = {}  # generation the workload was applied for
@@ -82,23 +81,32 @@ class StatusWorker:
         self._started = True
         self._wakeup.set()
 
+    def status_of(self, key: Key) -> Mapping[str, Any]:
+        """A model's status as last written (or as the API server last showed it): what
+        the loops read back, e.g. the advisor's history or the last scale time."""
+        model = first(self.models.get(key))
+        return self._written.get(key) or (model.status if model else {})
+
+    def statuses(self) -> dict[Key, Mapping[str, Any]]:
+        """Every model's last written status (the operator's /metrics reads these)."""
+        return dict(self._written)
+
     def contribute(
         self,
         key: Key,
         sections: dict[str, Any],
-        conditions: tuple[tuple[str, ConditionStatus, str, str], ...] = (),
+        conditions: Iterable[ConditionUpdate] = (),
     ) -> None:
         """Another component's part of the status: whole sections (e.g. "autoscaling") and
-        conditions as (type, status, reason, message); written with the next refresh."""
+        conditions; written with the next refresh."""
         self.sections.setdefault(key, {}).update(sections)
-        model = first(self.models.get(key))
-        baseline = self.written.get(key) or (model.status if model else {})
+        baseline = self.status_of(key)
         before = [Condition.model_validate(c) for c in baseline.get("conditions", [])]
         generation = self.reconciled.get(key, baseline.get("observedGeneration"))
         now = datetime.now(UTC)
         mine = self.extra_conditions.setdefault(key, {})
-        for type_, status, reason, message in conditions:
-            mine[type_] = make_condition(type_, status, reason, message, before, now, generation)
+        for c in conditions:
+            mine[c.type] = make_condition(c, before, now, generation)
         self.wake(key)
 
     def mark_reconciled(self, key: Key, generation: int) -> None:
@@ -129,7 +137,7 @@ class StatusWorker:
 
     def _forget(self, key: Key) -> None:
         for memory in (
-            self.written,
+            self._written,
             self.restarts,
             self.served,
             self.reconciled,
@@ -146,7 +154,7 @@ class StatusWorker:
         now = datetime.now(UTC)
         pods = list(self.pods.get(key) or ())
         deployment = first(self.deployments.get(key))
-        baseline = self.written.get(key) or model.status
+        baseline = self.status_of(key)
 
         previous = self.restarts.get(key) or Restarts.model_validate(baseline.get("restarts", {}))
         new = restart_logic.find_new_restarts(previous, pods)
@@ -202,7 +210,7 @@ class StatusWorker:
         if changed:
             await self.kube.patch_model_status(model.namespace, model.name, changed)
             self.writes += 1
-        self.written[key] = {**baseline, **status}
+        self._written[key] = {**baseline, **status}
         self.restarts[key] = restarts
         await self._post_events(model, new, before, ours)
 

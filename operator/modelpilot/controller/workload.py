@@ -16,7 +16,7 @@ from kubernetes.client import ApiException
 from modelpilot.api import API_VERSION, KIND
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.kube import Kube
-from modelpilot.scaler.effective import effective, overrides_of
+from modelpilot.settings import settings_in_force
 from modelpilot.workload import render
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -84,7 +84,7 @@ class WorkloadApplier:
         """Create what is missing and put back what drifted; returns what happened per kind.
         Replicas stay the scaler's, kept inside the effective [min, max] (the advisor may
         have moved those in Auto mode)."""
-        bounds = effective(spec.autoscaling, overrides_of(status), spec.advisor.limits)
+        bounds = settings_in_force(spec, status)
         spec = spec.model_copy(update={"autoscaling": bounds})
         async with self._locks[(namespace, name)]:
             for attempt in range(_ATTEMPTS):

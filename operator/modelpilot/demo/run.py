@@ -29,7 +29,6 @@ from modelpilot.demo.view import (
     PeriodStats,
     ScaleEvent,
     applied_changes,
-    clock,
     comparison,
     fit,
     ms,
@@ -43,6 +42,7 @@ from modelpilot.devcluster.controlplane import REPO_ROOT, ClusterState
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.runtime import LocalRuntime, local_address
 from modelpilot.devcluster.servers import SAMPLE_MODEL, OperatorProcess
+from modelpilot.times import clock
 
 NAMESPACE = "demo"
 MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat.yaml"

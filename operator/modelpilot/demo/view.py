@@ -9,17 +9,19 @@ from typing import Any
 
 from modelpilot.advisor.rules import percentile
 from modelpilot.demo.traffic import Outcome
+from modelpilot.settings import Setting, wire_name
+from modelpilot.times import clock
 
 WIDTH = 100
 BARS = "▁▂▃▄▅▆▇█"
-SETTINGS = (
-    ("minReplicas", "min"),
-    ("maxReplicas", "max"),
-    ("concurrencyTarget", "target"),
-    ("targetUtilizationPercentage", "util%"),
-    ("autoscalingWindowSeconds", "window"),
-    ("scaleDownDelaySeconds", "scale-down delay"),
-)
+LABELS: dict[Setting, str] = {
+    "min_replicas": "min",
+    "max_replicas": "max",
+    "concurrency_target": "target",
+    "target_utilization_percentage": "util%",
+    "autoscaling_window_seconds": "window",
+    "scale_down_delay_seconds": "scale-down delay",
+}
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,6 @@ def num(value: float | None) -> str:
     return "?" if value is None else format(value, "g")
 
 
-def clock(seconds: float) -> str:
-    return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
-
-
 def sparkline(values: Sequence[float | None], width: int) -> str:
     shown = list(values)[-width:]
     known = [v for v in shown if v is not None]
@@ -79,7 +77,9 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
 
 
 def settings_line(settings: Mapping[str, Any]) -> str:
-    parts = [f"{label} {settings[key]}" for key, label in SETTINGS if key in settings]
+    """status.autoscaling.effective (wire names) in the order and words of the view."""
+    shown = ((label, settings.get(wire_name(s))) for s, label in LABELS.items())
+    parts = [f"{label} {value}" for label, value in shown if value is not None]
     return " · ".join(parts) if parts else "?"
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from kubernetes import client
 from pydantic import BaseModel
 
-from modelpilot.observer.pods import format_time
+from modelpilot.times import format_time
 
 FINALIZER = "modelpilot.dev/fake-kubelet"
 NODE_NAME = "local-node"

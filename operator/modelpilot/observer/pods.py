@@ -1,7 +1,6 @@
 """The facts about a pod the observer needs, taken from its API body once (index values)."""
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -61,13 +60,3 @@ class PodInfo(BaseModel):
             deleting_since=meta.get("deletionTimestamp"),
             containers=tuple(containers),
         )
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def format_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,11 +8,13 @@ from pydantic import BaseModel
 from modelpilot.api.status import (
     Condition,
     ConditionStatus,
+    ConditionUpdate,
     PodReadiness,
     ReplicaCounts,
     Restarts,
 )
-from modelpilot.observer.pods import PodInfo, format_time, parse_time
+from modelpilot.observer.pods import PodInfo
+from modelpilot.times import about, format_time, parse_time
 
 
 class Thresholds(BaseModel):
@@ -53,15 +55,6 @@ def _age(since: str | None, now: datetime) -> timedelta:
     return now - start if start else timedelta(0)
 
 
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
-
-
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -99,23 +92,17 @@ def find_trouble(
 
 
 def make_condition(
-    type_: str,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
+    update: ConditionUpdate,
     previous: Sequence[Condition],
     now: datetime,
     generation: int | None,
 ) -> Condition:
     """Keep lastTransitionTime unless the status itself changed (Kubernetes convention)."""
-    before = next((c for c in previous if c.type == type_), None)
-    since = before.last_transition_time if before and before.status == status else format_time(now)
+    before = next((c for c in previous if c.type == update.type), None)
+    kept = before is not None and before.status == update.status
     return Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
+        **update.model_dump(),
+        last_transition_time=before.last_transition_time if before and kept else format_time(now),
         observed_generation=generation,
     )
 
@@ -133,7 +120,8 @@ def conditions(
     limits: Thresholds,
 ) -> list[Condition]:
     def make(type_: str, status: ConditionStatus, reason: str, message: str) -> Condition:
-        return make_condition(type_, status, reason, message, previous, now, generation)
+        update = ConditionUpdate(type=type_, status=status, reason=reason, message=message)
+        return make_condition(update, previous, now, generation)
 
     # Ready: serving traffic with a valid spec.
     if problems:
@@ -164,7 +152,7 @@ def conditions(
             "True",
             "ReplicasStuckStarting",
             f"{_n(len(trouble.stuck_starting), 'replica')} not ready after more than "
-            f"{_human(timedelta(seconds=limits.stuck_starting_seconds))}: "
+            f"{about(limits.stuck_starting_seconds)}: "
             f"{_names(trouble.stuck_starting)}; check image pulls, scheduling and model load",
         )
     elif replicas.starting:
@@ -205,7 +193,7 @@ def conditions(
             "True",
             "ContainerRestarts",
             f"container {last.container} in pod {last.pod} restarted "
-            f"{_human(_age(last.time, now))} ago ({last.reason}{code}); "
+            f"{about(_age(last.time, now).total_seconds())} ago ({last.reason}{code}); "
             f"{_n(restarts.total, 'restart')} in total",
         )
     elif trouble.not_ready:
@@ -214,7 +202,7 @@ def conditions(
             "True",
             "PodsNotReady",
             f"{_n(len(trouble.not_ready), 'pod')} that served traffic not ready for more "
-            f"than {_human(timedelta(seconds=limits.not_ready_seconds))}: "
+            f"than {about(limits.not_ready_seconds)}: "
             f"{_names(trouble.not_ready)}; their readiness probes are failing",
         )
     elif trouble.slow_terminating:
@@ -223,7 +211,7 @@ def conditions(
             "True",
             "SlowTermination",
             f"{_n(len(trouble.slow_terminating), 'pod')} terminating for more than "
-            f"{_human(timedelta(seconds=limits.slow_termination_seconds))}: "
+            f"{about(limits.slow_termination_seconds)}: "
             f"{_names(trouble.slow_terminating)}",
         )
     elif trouble.stuck_starting:

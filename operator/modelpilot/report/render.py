@@ -1,12 +1,12 @@
-"""`modelpilot report`: one self-contained HTML file (charts embedded as PNG, no network
-needed to open it) with the metrics tab's panels, the status summary and the advisor's
-recommendations, marking on the charts the moments their evidence refers to."""
+"""The report's HTML, pure: one self-contained file (charts embedded as PNG, nothing to
+fetch when opened) with the metrics tab's panels, the status summary and the advisor's
+verdict, marking on the charts the moments its evidence refers to. `report.command`
+fetches what it shows."""
 
-import asyncio
 import base64
 import html
 import io
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,15 +16,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
-from prometheus_api_client import PrometheusConnect
 
-from modelpilot.advisor import source
-from modelpilot.advisor.evaluate import evaluate, objective_of
+from modelpilot.advisor.evaluate import objective_of
+from modelpilot.advisor.judge import Verdict
 from modelpilot.advisor.model import Evaluation, History
 from modelpilot.advisor.rules import build_context
 from modelpilot.api.spec import ModelDeploymentSpec
-from modelpilot.report.panels import PANELS, Panel, substitute
-from modelpilot.scaler.effective import effective, overrides_of
+from modelpilot.report.panels import PANELS, Panel
+from modelpilot.settings import wire_name
 
 Line = tuple[str, list[tuple[float, float]]]  # legend, points
 
@@ -37,12 +36,16 @@ class Marks:
     spans: list[tuple[float, float]] = field(default_factory=list)  # starting replicas
 
 
-def marks_for(history: History | None, evaluation: Evaluation, spec: ModelDeploymentSpec) -> Marks:
+def marks_for(history: History | None, verdict: Verdict, spec: ModelDeploymentSpec) -> Marks:
+    """On the history the verdict judged (since the last change)."""
     marks = Marks()
+    evaluation = verdict.evaluation
     if history is None or evaluation.status != "ok":
         return marks
+    if verdict.judged_since is not None:
+        history = history.since(verdict.judged_since)
     reasons = {r.reason for r in evaluation.recommendations}
-    context = build_context(history, spec.autoscaling, objective_of(spec))
+    context = build_context(history, verdict.settings, objective_of(spec))
     if reasons & {"Thrash", "PrematureScaleDown", "CapacityExhausted"}:
         marks.events = [history.times[i] for i, _ in context.scale_events()]
     if "ColdStarts" in reasons:
@@ -54,38 +57,6 @@ def marks_for(history: History | None, evaluation: Evaluation, spec: ModelDeploy
                 marks.spans.append((start, t))
                 start = None
     return marks
-
-
-def _legend(template: str, labels: dict[str, str]) -> str:
-    out = template
-    for key, value in labels.items():
-        out = out.replace("{{" + key + "}}", value)
-    return out
-
-
-def fetch_panel(
-    prom: PrometheusConnect,
-    panel: Panel,
-    namespace: str,
-    model: str,
-    start: float,
-    end: float,
-    step: int,
-) -> list[Line]:
-    lines = []
-    for expr, legend in panel.targets:
-        query = substitute(expr, namespace, model, f"{max(2 * step, 60)}s")
-        result = prom.custom_query_range(
-            query,
-            start_time=datetime.fromtimestamp(start, UTC),
-            end_time=datetime.fromtimestamp(end, UTC),
-            step=str(step),
-        )
-        for series in result:
-            points = [(float(t), float(v)) for t, v in series["values"] if v not in ("NaN",)]
-            if points:
-                lines.append((_legend(legend, series.get("metric", {})), points))
-    return lines
 
 
 def _num(ts: float) -> float:
@@ -133,7 +104,7 @@ table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;paddi
 """
 
 
-def _status_table(status: dict[str, Any]) -> str:
+def _status_table(status: Mapping[str, Any]) -> str:
     rows = []
     replicas, pods = status.get("replicas", {}), status.get("pods", {})
     if replicas:
@@ -173,39 +144,42 @@ def _recommendations(evaluation: Evaluation) -> str:
             "recommendation is made from absent data.</p>"
         )
     if not evaluation.recommendations:
-        return "<p>No recommendation: the autoscaling settings fit this history.</p>"
+        why = evaluation.message or "the autoscaling settings fit this history"
+        return f"<p>No recommendation: {html.escape(why)}.</p>"
     parts = []
     for r in evaluation.recommendations:
         evidence = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
             for k, v in r.evidence.items()
         )
+        setting = wire_name(r.setting)
         parts.append(
-            f"<h3>{html.escape(r.reason)}: {html.escape(r.setting)} {r.current} → "
+            f'<div class="recommendation" data-setting="{setting}" data-reason="{r.reason}" '
+            f'data-recommended="{r.recommended}">'
+            f"<h3>{html.escape(r.reason)}: {setting} {r.current} → "
             f"{r.recommended} <span class=muted>(confidence {r.confidence:.2f})"
-            f"</span></h3><p>{html.escape(r.message)}</p><table>{evidence}</table>"
+            f"</span></h3><p>{html.escape(r.message)}</p><table>{evidence}</table></div>"
         )
     return "".join(parts)
 
 
-def render(document: dict[str, Any], prom: PrometheusConnect, since: int, step: int = 60) -> str:
-    meta = document["metadata"]
-    namespace, name = meta.get("namespace", "default"), meta["name"]
-    spec = ModelDeploymentSpec.model_validate(document["spec"])
-    status = document.get("status") or {}
-    end = time.time()
-    start = end - since
-    settings = effective(spec.autoscaling, overrides_of(status), spec.advisor.limits)
-    fetched = asyncio.run(
-        source.fetch(prom, {(namespace, name): objective_of(spec).percentile}, since, step, end)
-    )
-    history = fetched.histories.get((namespace, name))
-    evaluation = evaluate(namespace, name, history, settings, objective_of(spec))
-    marks = marks_for(history, evaluation, spec.model_copy(update={"autoscaling": settings}))
-
+def render(
+    namespace: str,
+    name: str,
+    spec: ModelDeploymentSpec,
+    status: Mapping[str, Any],
+    verdict: Verdict,
+    history: History | None,
+    lines_of: Mapping[str, list[Line]],
+    start: float,
+    end: float,
+) -> str:
+    """The page for one model; `lines_of` maps a panel's title to its lines (none: no data)."""
+    evaluation = verdict.evaluation
+    marks = marks_for(history, verdict, spec)
     panels = []
     for panel in PANELS:
-        lines = fetch_panel(prom, panel, namespace, name, start, end, step)
+        lines = lines_of.get(panel.title) or []
         body = (
             f'<img alt="{html.escape(panel.title)}" src="data:image/png;base64,'
             f'{chart(panel, lines, marks)}">'

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-Key = tuple[str, str]
+from modelpilot.api import Key
+
 METRIC = "modelpilot_concurrency_seconds_total"
 
 

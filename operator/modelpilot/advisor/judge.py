@@ -1,0 +1,135 @@
+"""One judge: a model's spec, status and history in, the advisor's verdict out.
+
+The operator, `modelpilot advise`, `modelpilot report` and the demo (through the operator)
+all reach their verdict here, from the same inputs, so they cannot disagree. Pure: the
+callers fetch the history and write, post or print what the verdict says.
+"""
+
+import statistics
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelpilot.advisor.auto import Change, changes_of, last_change_time, plan
+from modelpilot.advisor.evaluate import evaluate_since_change, objective_of
+from modelpilot.advisor.model import Evaluation, History, Recommendation
+from modelpilot.api import Key
+from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
+from modelpilot.api.status import ConditionUpdate
+from modelpilot.settings import Overrides, overrides_of, overrides_wire, settings_in_force
+from modelpilot.times import format_duration, format_time
+
+HISTORY_KEPT = 20  # entries of status.advisor.history
+DEFAULT_LOOKBACK = 6 * 3600
+
+
+def recent_latency(history: History | None, seconds: float = 3600) -> float | None:
+    """Median latency over the last `seconds` (None when unknown)."""
+    if history is None or not history.times:
+        return None
+    since = history.times[-1] - seconds
+    values = [
+        v
+        for t, v in zip(history.times, history.latency, strict=True)
+        if t >= since and v is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+class Verdict(BaseModel):
+    evaluation: Evaluation
+    settings: AutoscalingSpec  # in force when judged (before this verdict's changes)
+    judged_since: float | None  # the last change: only history after it was judged
+    changes: list[Change]  # applied or reverted now (Auto mode), in order
+    history: list[Change]  # status.advisor.history after them
+    overrides: Overrides  # status.advisor.overrides after them
+    announce: list[Recommendation]  # recommendations the status did not hold before
+    condition: ConditionUpdate  # MetricsAvailable
+    at: datetime
+
+    def section(self) -> dict[str, Any]:
+        """status.advisor as it should be written."""
+        section: dict[str, Any] = {
+            "lastEvaluationTime": format_time(self.at),
+            "recommendations": [r.wire() for r in self.evaluation.recommendations],
+            "recommendationCount": len(self.evaluation.recommendations),
+            "history": [c.wire() for c in self.history[-HISTORY_KEPT:]],
+        }
+        if self.overrides:
+            section["overrides"] = overrides_wire(self.overrides)
+        return section
+
+
+def judge(
+    key: Key,
+    spec: ModelDeploymentSpec,
+    status: Mapping[str, Any],
+    history: History | None,
+    now: datetime,
+    lookback_seconds: int = DEFAULT_LOOKBACK,
+) -> Verdict:
+    """The verdict on one model. `status` is its status as last written (the advisor's
+    history and overrides are read from it); `history` its signals (None: none found)."""
+    settings = settings_in_force(spec, status)
+    changes = changes_of(status)
+    since = last_change_time(changes)
+    evaluation = evaluate_since_change(key[0], key[1], history, settings, objective_of(spec), since)
+    overrides = overrides_of(status)
+    done: list[Change] = []
+    if spec.advisor.mode == "Auto":
+        decided = plan(evaluation, spec.advisor, changes, now, recent_latency(history))
+        done = [*decided.revert, *decided.apply]
+        reverted = {c.setting for c in decided.revert}
+        # A reverted change is done with: its own history entry says so too.
+        changes = [
+            c.model_copy(update={"reverted": True})
+            if c.setting in reverted and not c.reverted
+            else c
+            for c in changes
+        ] + done
+        overrides.update({c.setting: c.to for c in done})
+
+    return Verdict(
+        evaluation=evaluation,
+        settings=settings,
+        judged_since=since,
+        changes=done,
+        history=changes,
+        overrides=overrides,
+        announce=_new(evaluation, status),
+        condition=_condition(evaluation, history, lookback_seconds),
+        at=now,
+    )
+
+
+def _new(evaluation: Evaluation, status: Mapping[str, Any]) -> list[Recommendation]:
+    advisor = status.get("advisor") or {}
+    before = advisor.get("recommendations") if isinstance(advisor, Mapping) else None
+    seen = {
+        (r.get("setting"), r.get("reason"))
+        for r in (before if isinstance(before, list) else [])
+        if isinstance(r, Mapping)
+    }
+    return [r for r in evaluation.recommendations if (r.wire()["setting"], r.reason) not in seen]
+
+
+def _condition(
+    evaluation: Evaluation, history: History | None, lookback_seconds: int
+) -> ConditionUpdate:
+    if evaluation.status != "ok":
+        return ConditionUpdate(
+            type="MetricsAvailable",
+            status="False",
+            reason="InsufficientData",
+            message=evaluation.message,
+        )
+    points = len(history.times) if history else 0
+    note = f"; {evaluation.message}" if evaluation.message else ""
+    return ConditionUpdate(
+        type="MetricsAvailable",
+        status="True",
+        reason="MetricsAvailable",
+        message=f"{points} points over the last {format_duration(lookback_seconds)}{note}",
+    )

@@ -1,0 +1,102 @@
+"""The scaler loop's pure step: demand and memory in, writes out, on a fixed clock."""
+
+from datetime import UTC, datetime
+
+from modelpilot.api.spec import AutoscalingSpec
+from modelpilot.scaler.policy import ScalerState
+from modelpilot.scaler.signals import Concurrency
+from modelpilot.scaler.step import Deployment, NoSignal, ScaleStep, scale_step, signal_for
+
+SETTINGS = AutoscalingSpec(
+    min_replicas=1,
+    max_replicas=5,
+    concurrency_target=2,
+    target_utilization_percentage=50,  # 1 request per replica
+    autoscaling_window_seconds=60,
+    scale_down_delay_seconds=120,
+)
+WALL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+DEPLOYMENT = Deployment("chat", 2)
+
+
+def step(
+    signal: Concurrency | NoSignal,
+    *,
+    state: ScalerState | None = None,
+    now: float = 1000.0,
+    serving: frozenset[str] = frozenset({"chat-1", "chat-2"}),
+    hpa: str | None = None,
+    last: str | None = "2026-06-01T11:00:00Z",
+) -> ScaleStep:
+    return scale_step(SETTINGS, signal, DEPLOYMENT, serving, hpa, state, last, now, WALL)
+
+
+def pods(average: float) -> Concurrency:
+    return Concurrency(average, {"chat-1", "chat-2"})
+
+
+def test_a_rise_scales_up_at_once_with_an_event_and_status() -> None:
+    out = step(pods(4.0))
+    assert out.replicas == 4
+    assert out.event is not None and out.event[0] == "ScaledUp"
+    assert out.section == {
+        "effective": SETTINGS.wire(),
+        "desiredReplicas": 4,
+        "lastScaleTime": "2026-06-01T12:00:00Z",
+    }
+    assert (out.condition.type, out.condition.status, out.condition.reason) == (
+        "ScalingActive",
+        "True",
+        "ScaledUp",
+    )
+    assert out.state is not None and out.state.replicas == 4
+
+
+def test_a_drop_waits_the_delay_then_steps_down() -> None:
+    first = step(pods(0.5))
+    assert first.replicas is None and first.event is None
+    assert first.condition.reason == "ScaleDownDelayed"
+    assert first.section["lastScaleTime"] == "2026-06-01T11:00:00Z"  # kept
+    assert first.state is not None and first.state.lower_since == 1000.0
+    waiting = step(pods(0.5), state=first.state, now=1100.0)
+    assert waiting.replicas is None
+    done = step(pods(0.5), state=waiting.state, now=1121.0)
+    assert done.replicas == 1 and done.event is not None and done.event[0] == "ScaledDown"
+
+
+def test_memory_of_another_count_is_dropped() -> None:
+    """Someone ran kubectl scale: the pending wait belonged to another count."""
+    stale = ScalerState(replicas=5, lower_since=0.0, lower_max=1)
+    out = step(pods(0.5), state=stale, now=1000.0)
+    assert out.replicas is None and out.state is not None
+    assert out.state.replicas == 2 and out.state.lower_since == 1000.0
+
+
+def test_unknown_demand_holds_and_says_why() -> None:
+    out = step(NoSignal("Prometheus at http://p failed: Timeout"))
+    assert out.replicas is None and out.event is None
+    assert "desiredReplicas" not in out.section
+    assert (out.condition.status, out.condition.reason) == ("False", "MetricsUnavailable")
+    assert out.condition.message == "Prometheus at http://p failed: Timeout; holding 2 replicas"
+
+
+def test_partial_metrics_never_scale_down() -> None:
+    out = step(Concurrency(0.1, {"chat-1"}), serving=frozenset({"chat-1", "chat-2"}))
+    assert out.replicas is None and out.condition.reason == "PartialMetrics"
+
+
+def test_an_hpa_owns_the_replicas() -> None:
+    out = step(pods(9.0), state=ScalerState(2), hpa="chat-hpa")
+    assert out.replicas is None and out.state is None and out.event is None
+    assert out.section == {"effective": SETTINGS.wire()}
+    assert out.condition.reason == "HorizontalPodAutoscalerPresent"
+    assert "chat-hpa" in out.condition.message
+
+
+def test_signal_for_a_model() -> None:
+    demand = {60: {("ns", "chat"): pods(1.0)}}
+    assert signal_for(demand, ("ns", "chat"), 60) == pods(1.0)
+    missing = signal_for(demand, ("ns", "other"), 60)
+    assert isinstance(missing, NoSignal) and "over the last 60s" in missing.why
+    down = NoSignal("no Prometheus")
+    assert signal_for(down, ("ns", "chat"), 60) is down

@@ -96,7 +96,7 @@ def parse_models(
     parsed = {}
     for doc in docs:
         key = (doc["metadata"]["namespace"], doc["metadata"]["name"])
-        spec, problems = validate(doc.get("spec") or {})
+        spec, problems = validate(doc.get("spec"), key[1])
         if spec is None:
             raise CommandError(f"{key[0]}/{key[1]}: invalid spec: {'; '.join(problems)}")
         parsed[key] = (spec, doc.get("status") or {})

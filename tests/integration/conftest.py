@@ -6,16 +6,20 @@ MODELPILOT_TEST_OPERATOR_KUBECONFIG (set by `make test-kind`) an external cluste
 instead, and tests that need the local control plane itself are skipped.
 """
 
+import json
 import os
 import re
 import secrets
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client, config
+from prometheus_client import MetricsHandler
 
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import FakeKubelet
@@ -23,6 +27,8 @@ from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
 from modelpilot.devcluster.servers import OperatorProcess
+from modelpilot.meter.concurrency import ConcurrencyTracker
+from modelpilot.meter.metrics import MeterMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -224,3 +230,36 @@ def operator(
     log = running.log_text()
     assert "Forbidden" not in log, f"the operator hit RBAC limits; see {log_path}"
     assert "Traceback" not in log, f"the operator raised; see {log_path}"
+
+
+Exporter = Callable[[str, str], ConcurrencyTracker]
+
+
+@pytest.fixture
+def exporter(cluster: controlplane.ClusterState) -> Iterator[Exporter]:
+    """Serve the meter's own series for a model, scraped by the cluster's Prometheus with
+    the namespace and pod labels its Kubernetes scrape config would add. Returns the
+    tracker: change its counts to set the concurrency."""
+    servers, files = [], []
+
+    def start(namespace: str, model: str) -> ConcurrencyTracker:
+        tracker = ConcurrencyTracker()
+        metrics = MeterMetrics(model, tracker)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(metrics.registry))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        target = f"127.0.0.1:{server.server_address[1]}"
+        path = cluster.prometheus_targets_dir / f"{namespace}-{model}.json"
+        path.write_text(
+            json.dumps(
+                [{"targets": [target], "labels": {"namespace": namespace, "pod": f"{model}-0"}}]
+            )
+        )
+        servers.append(server)
+        files.append(path)
+        return tracker
+
+    yield start
+    for path in files:
+        path.unlink(missing_ok=True)
+    for server in servers:
+        server.shutdown()

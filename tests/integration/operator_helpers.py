@@ -103,3 +103,14 @@ class Models:
 
 def pod_labels(model: str) -> dict[str, str]:
     return {MODEL_LABEL: model}
+
+
+def replicas(admin_api: client.ApiClient, namespace: str, name: str) -> int:
+    return int(
+        client.AppsV1Api(admin_api).read_namespaced_deployment(name, namespace).spec.replicas
+    )
+
+
+def equal(got: object, want: object) -> None:
+    """An assertion to retry with `eventually`."""
+    assert got == want

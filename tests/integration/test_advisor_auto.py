@@ -17,7 +17,7 @@ from modelpilot.devcluster.servers import OperatorProcess
 from modelpilot.times import format_time
 
 from .conftest import DEDICATED_SHARD, SHARD_LABEL
-from .operator_helpers import Models, eventually, model_spec
+from .operator_helpers import Models, equal, eventually, model_spec
 
 pytestmark = pytest.mark.usefixtures("operator")  # the session operator must ignore them
 SCENARIOS = {s.name: s for s in catalogue()}
@@ -126,7 +126,7 @@ def test_auto_mode_applies_holds_and_reverts(
     heading = re.search(r"recommended (\d+), one step at a time", change["message"])
     assert heading is not None and int(heading.group(1)) > 600
     eventually(
-        lambda: _equal(
+        lambda: equal(
             models.status("thrash")["autoscaling"]["effective"]["scaleDownDelaySeconds"], 600
         )
     )
@@ -166,7 +166,3 @@ def test_auto_mode_applies_holds_and_reverts(
         e.reason for e in client.CoreV1Api(admin_api).list_namespaced_event(models.namespace).items
     }
     assert {"RecommendationApplied", "RecommendationReverted", "RecommendationAdded"} <= events
-
-
-def _equal(got: object, want: object) -> None:
-    assert got == want

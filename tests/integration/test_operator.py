@@ -12,7 +12,7 @@ from modelpilot.devcluster.kubelet import ContainerState, FakeKubelet
 from modelpilot.devcluster.servers import OperatorProcess
 
 from .conftest import kubectl
-from .operator_helpers import Models, eventually, model_spec, pod_labels
+from .operator_helpers import Models, equal, eventually, model_spec, pod_labels
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -96,15 +96,11 @@ def test_status_for_ready_not_ready_unknown_and_terminating_pods(
     kubelet.release(namespace, "leaving")
     kubelet.set_status(namespace, "not-ready", ready="True")
     eventually(
-        lambda: _assert_equal(
+        lambda: equal(
             models.status("mix")["replicas"],
             {"desired": 4, "starting": 2, "active": 2, "terminating": 0},
         )
     )
-
-
-def _assert_equal(got: object, want: object) -> None:
-    assert got == want
 
 
 def test_restart_reasons_and_total_across_pod_replacement(
@@ -126,7 +122,7 @@ def test_restart_reasons_and_total_across_pod_replacement(
             )
         ],
     )
-    eventually(lambda: _assert_equal(models.status("crashy")["restarts"]["total"], 2))
+    eventually(lambda: equal(models.status("crashy")["restarts"]["total"], 2))
 
     # A liveness kill: the kubelet's Killing event names it; the exit is a plain Error.
     live = kubelet.create_pod(namespace, "live", labels=pod_labels("crashy"))
@@ -172,7 +168,7 @@ def test_restart_reasons_and_total_across_pod_replacement(
     kubelet.create_pod(namespace, "oom-2", labels=pod_labels("crashy"))
     kubelet.set_status(namespace, "oom-2", ready="True")
     eventually(
-        lambda: _assert_equal(
+        lambda: equal(
             [c["pod"] for c in models.status("crashy")["restarts"]["containers"]], ["live", "oom-2"]
         )
     )
@@ -243,7 +239,7 @@ def test_invalid_spec_gets_a_condition_not_a_crash(
     eventually(lambda: apps.read_namespaced_deployment("good", namespace))
     models.patch_spec("bad", {"autoscaling": {"minReplicas": 1}})
     eventually(lambda: apps.read_namespaced_deployment("bad", namespace))
-    eventually(lambda: _assert_equal(models.status("bad")["observedGeneration"], 2))
+    eventually(lambda: equal(models.status("bad")["observedGeneration"], 2))
     assert models.condition("bad", "Ready")["reason"] != "InvalidSpec"
 
 
@@ -264,7 +260,7 @@ def test_owned_objects_are_put_back_and_spec_changes_roll_out(
         },
     )
     eventually(
-        lambda: _assert_equal(
+        lambda: equal(
             apps.read_namespaced_deployment("keep", namespace)
             .spec.template.spec.containers[0]
             .image,
@@ -290,14 +286,14 @@ def test_owned_objects_are_put_back_and_spec_changes_roll_out(
     spec["template"]["spec"]["containers"][0]["image"] = "example.invalid/model:2"
     models.patch_spec("keep", {"template": spec["template"]})
     eventually(
-        lambda: _assert_equal(
+        lambda: equal(
             apps.read_namespaced_deployment("keep", namespace)
             .spec.template.spec.containers[0]
             .image,
             "example.invalid/model:2",
         )
     )
-    eventually(lambda: _assert_equal(models.status("keep")["observedGeneration"], 2))
+    eventually(lambda: equal(models.status("keep")["observedGeneration"], 2))
 
 
 def test_status_is_not_rewritten_when_nothing_changes(
@@ -306,7 +302,7 @@ def test_status_is_not_rewritten_when_nothing_changes(
     models.create("quiet", model_spec())
     kubelet.create_pod(namespace, "q", labels=pod_labels("quiet"))
     kubelet.set_status(namespace, "q", ready="True")
-    eventually(lambda: _assert_equal(models.status("quiet").get("ready"), "1/1"))
+    eventually(lambda: equal(models.status("quiet").get("ready"), "1/1"))
     eventually(lambda: models.condition("quiet", "ScalingActive"))  # the scaler's part too
     before = models.get("quiet")
     # The test operator re-evaluates every model each second: three rounds, no write.
@@ -376,3 +372,24 @@ def test_kubectl_install_example_and_columns(
     eventually(columns)
     explained = kubectl(admin, "explain", "md.spec.autoscaling.scaleDownDelaySeconds")
     assert "Raise it when replicas thrash" in " ".join(explained.split())
+
+
+def test_quick_edits_are_not_taken_for_drift(
+    admin_api: client.ApiClient, namespace: str, models: Models
+) -> None:
+    """The operator's own Deployment updates are not outside changes, however close
+    together the spec edits come; the last edit wins."""
+    models.create("edited", model_spec())
+    apps = client.AppsV1Api(admin_api)
+    eventually(lambda: apps.read_namespaced_deployment("edited", namespace))
+    for i in range(1, 21):
+        models.patch_spec("edited", {"meter": {"maxConcurrency": i}})
+
+    def last_edit_applied() -> None:
+        deployment = apps.read_namespaced_deployment("edited", namespace)
+        meter = next(c for c in deployment.spec.template.spec.containers if "meter" in c.name)
+        assert "--max-concurrency=20" in meter.args
+
+    eventually(last_edit_applied, timeout=30)
+    eventually(lambda: equal(models.status("edited")["observedGeneration"], 21))
+    assert "DeploymentRestored" not in _events(admin_api, namespace, "edited")

@@ -1,61 +1,15 @@
 """The scaler in the operator: a live contract series in the cluster's Prometheus drives
 the owned Deployment's replicas through its scale subresource."""
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 from kubernetes import client
-from prometheus_client import MetricsHandler
 
-from modelpilot.devcluster import controlplane
-from modelpilot.meter.concurrency import ConcurrencyTracker
-from modelpilot.meter.metrics import MeterMetrics
-
-from .operator_helpers import Models, eventually, model_spec
+from .conftest import Exporter
+from .operator_helpers import Models, equal, eventually, model_spec, replicas
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-Exporter = Callable[[str, str], ConcurrencyTracker]
-
-
-@pytest.fixture
-def exporter(cluster: controlplane.ClusterState) -> Iterator[Exporter]:
-    """Serve the meter's own series for a model, scraped by the cluster's Prometheus with
-    the namespace and pod labels its Kubernetes scrape config would add. Returns the
-    tracker: change its counts to set the concurrency."""
-    servers, files = [], []
-
-    def start(namespace: str, model: str) -> ConcurrencyTracker:
-        tracker = ConcurrencyTracker()
-        metrics = MeterMetrics(model, tracker)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(metrics.registry))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        target = f"127.0.0.1:{server.server_address[1]}"
-        path = cluster.prometheus_targets_dir / f"{namespace}-{model}.json"
-        path.write_text(
-            json.dumps(
-                [{"targets": [target], "labels": {"namespace": namespace, "pod": f"{model}-0"}}]
-            )
-        )
-        servers.append(server)
-        files.append(path)
-        return tracker
-
-    yield start
-    for path in files:
-        path.unlink(missing_ok=True)
-    for server in servers:
-        server.shutdown()
-
-
-def replicas(admin_api: client.ApiClient, namespace: str, name: str) -> int:
-    return int(
-        client.AppsV1Api(admin_api).read_namespaced_deployment(name, namespace).spec.replicas
-    )
 
 
 def test_scales_up_on_concurrency_then_down_after_the_delay(
@@ -75,13 +29,13 @@ def test_scales_up_on_concurrency_then_down_after_the_delay(
             }
         ),
     )
-    eventually(lambda: _equal(replicas(admin_api, namespace, "llm"), 1))
+    eventually(lambda: equal(replicas(admin_api, namespace, "llm"), 1))
     tracker = exporter(namespace, "llm")
     tracker.change("active", 3)  # three requests in flight, all the time
 
-    eventually(lambda: _equal(replicas(admin_api, namespace, "llm"), 3), timeout=45)
+    eventually(lambda: equal(replicas(admin_api, namespace, "llm"), 3), timeout=45)
     # The status follows the scale write (the status worker writes it next).
-    eventually(lambda: _equal(models.status("llm")["autoscaling"]["desiredReplicas"], 3))
+    eventually(lambda: equal(models.status("llm")["autoscaling"]["desiredReplicas"], 3))
     status = models.status("llm")
     assert status["autoscaling"]["effective"]["scaleDownDelaySeconds"] == 8
     assert status["autoscaling"]["lastScaleTime"]
@@ -91,14 +45,14 @@ def test_scales_up_on_concurrency_then_down_after_the_delay(
     dropped = time.monotonic()
     # The 10 s average falls below 2 within a few seconds; the count holds for 8 s after.
     eventually(
-        lambda: _equal(models.condition("llm", "ScalingActive")["reason"], "ScaleDownDelayed"),
+        lambda: equal(models.condition("llm", "ScalingActive")["reason"], "ScaleDownDelayed"),
         timeout=20,
     )
     first_lower = time.monotonic()
-    eventually(lambda: _equal(replicas(admin_api, namespace, "llm"), 2), timeout=30)
+    eventually(lambda: equal(replicas(admin_api, namespace, "llm"), 2), timeout=30)
     assert time.monotonic() - first_lower >= 7  # the delay held (tick granularity: 1 s)
     assert time.monotonic() - dropped >= 8
-    eventually(lambda: _equal(replicas(admin_api, namespace, "llm"), 1), timeout=30)
+    eventually(lambda: equal(replicas(admin_api, namespace, "llm"), 1), timeout=30)
     events = {
         e.reason
         for e in client.CoreV1Api(admin_api)
@@ -138,7 +92,7 @@ def test_an_hpa_on_the_deployment_stops_the_scaler(
             }
         ),
     )
-    eventually(lambda: _equal(replicas(admin_api, namespace, "shared"), 1))
+    eventually(lambda: equal(replicas(admin_api, namespace, "shared"), 1))
     client.AutoscalingV1Api(admin_api).create_namespaced_horizontal_pod_autoscaler(
         namespace,
         {
@@ -165,7 +119,3 @@ def test_an_hpa_on_the_deployment_stops_the_scaler(
     time.sleep(15)  # long enough for the series to reach Prometheus and several ticks
     assert replicas(admin_api, namespace, "shared") == 1
     yielded()
-
-
-def _equal(got: object, want: object) -> None:
-    assert got == want

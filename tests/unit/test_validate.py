@@ -78,3 +78,40 @@ def test_meter_port_clash_and_limits() -> None:
 def test_meter_off_allows_its_ports() -> None:
     _, problems = validate(spec(meter={"enabled": False, "port": 8000}))
     assert problems == []
+
+
+def test_any_json_the_schema_admits_is_reported_not_raised() -> None:
+    """spec.template is free-form in the CRD: every wrong inner type is a problem that
+    names the field, never an exception (which would stop the loops for every model)."""
+    container = {"name": "model", "image": "m:1", "ports": [{"containerPort": 8000}]}
+    cases: list[tuple[Any, str]] = [
+        ({"spec": {"containers": "abc"}}, "spec.template.spec.containers: "),
+        ({"spec": {"containers": [{**container, "ports": [8000]}]}}, "containers[0].ports[0]"),
+        ({"spec": None}, "spec.template.spec: Input should be a valid dictionary"),
+        ({"spec": {"containers": [None]}}, "spec.template.spec.containers[0]"),
+        ({"spec": {"containers": [{"image": "m:1"}]}}, "containers[0].name: Field required"),
+        ({"metadata": {"labels": {"a": 1}}, "spec": {"containers": [container]}}, "labels.a"),
+        (
+            {"spec": {"containers": [container], "terminationGracePeriodSeconds": "x"}},
+            "terminationGracePeriodSeconds",
+        ),
+        ("template", "spec.template: Input should be a valid dictionary"),
+    ]
+    for template, says in cases:
+        parsed, problems = validate(spec(template=template), "chat")
+        assert parsed is None, template
+        assert any(says in p for p in problems), (template, problems)
+        assert not any("instance of" in p for p in problems)  # no pydantic class names
+    for raw in (None, "x", [], {"port": "x"}):
+        assert validate(raw, "chat")[0] is None
+
+
+def test_replicas_fit_the_deployment_and_names_fit_a_service() -> None:
+    _, problems = validate(spec(autoscaling={"maxReplicas": 2**40}), "chat")
+    assert problems == [
+        "spec.autoscaling.maxReplicas: Input should be less than or equal to 2147483647"
+    ]
+    for name in ("9abc", "a.b.c", "Chat", "x" * 64, "chat-"):
+        parsed, problems = validate(spec(), name)
+        assert parsed is None and problems[0].startswith(f"metadata.name {name[:80]!r}")
+    assert validate(spec(), "chat-7b")[1] == []

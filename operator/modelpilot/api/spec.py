@@ -17,9 +17,12 @@ class MeterSpec(ApiModel):
     queue_timeout_seconds: int = Field(60, ge=1)
 
 
+INT32_MAX = 2**31 - 1  # a Deployment's replica count is an int32
+
+
 class AutoscalingSpec(ApiModel):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(1, ge=1)
+    min_replicas: int = Field(1, ge=0, le=INT32_MAX)
+    max_replicas: int = Field(1, ge=1, le=INT32_MAX)
     concurrency_target: int = Field(1, ge=1)
     target_utilization_percentage: int = Field(70, ge=1, le=100)
     autoscaling_window_seconds: int = Field(60, ge=10, le=3600)

@@ -12,7 +12,8 @@ from prometheus_client import Counter
 
 from modelpilot.advisor import source
 from modelpilot.advisor.evaluate import objective_of
-from modelpilot.advisor.judge import Verdict, judge
+from modelpilot.advisor.judge import judge
+from modelpilot.advisor.model import History
 from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.api.status import ConditionUpdate
@@ -64,9 +65,8 @@ class AdvisorLoop(Loop):
         self.queries += fetched.queries
         now = datetime.now(UTC)
         for key, (model, spec) in advised.items():
-            status = self.worker.status_of(key)
-            verdict = judge(key, spec, status, fetched.histories.get(key), now, self.lookback)
-            await self._write(key, model, verdict)
+            history = fetched.histories.get(key)
+            await self.isolated.run(key, self._advise(key, model, spec, history, now))
 
     def _unavailable(
         self, advised: Mapping[Key, tuple[ModelRef, ModelDeploymentSpec]], message: str
@@ -80,7 +80,15 @@ class AdvisorLoop(Loop):
         for key in advised:
             self.worker.contribute(key, {}, (condition,))
 
-    async def _write(self, key: Key, model: ModelRef, verdict: Verdict) -> None:
+    async def _advise(
+        self,
+        key: Key,
+        model: ModelRef,
+        spec: ModelDeploymentSpec,
+        history: History | None,
+        now: datetime,
+    ) -> None:
+        verdict = judge(key, spec, self.worker.status_of(key), history, now, self.lookback)
         for change in verdict.changes:
             CHANGES_APPLIED.labels(key[0], key[1], wire_name(change.setting)).inc()
             reason = "RecommendationReverted" if change.reverted else "RecommendationApplied"

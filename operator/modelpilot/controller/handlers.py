@@ -11,8 +11,10 @@ from typing import Any
 import kopf
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY, start_http_server
+from urllib3.util.retry import Retry
 
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION, Key
+from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
@@ -21,13 +23,15 @@ from modelpilot.controller.metrics import StatusCollector
 from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
-from modelpilot.controller.workload import WorkloadApplier
+from modelpilot.controller.workload import Outcome, Refused, WorkloadApplier
 from modelpilot.observer.pods import PodInfo
 from modelpilot.workload.validate import validate
 
 MD = (GROUP, VERSION, PLURAL)
 MANAGED: Mapping[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT}
 MODEL_PODS: Mapping[str, Any] = {MODEL_LABEL: kopf.PRESENT}
+# The advisor's history queries are its heaviest (seconds for hundreds of models).
+ADVISOR_DEADLINE = 60.0
 
 
 def _key(namespace: str | None, name: str) -> Key:
@@ -76,16 +80,26 @@ async def startup(
     indexes = Indexes(model_index, pods, deployments, kwargs["deployment_hpas"])
     memo.worker = StatusWorker(kube, indexes, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
-    prometheus = (
-        PrometheusConnect(url=config.prometheus_url, disable_ssl=True)
-        if config.prometheus_url
-        else None
+
+    def prometheus(deadline: float) -> PrometheusConnect | None:
+        """A client whose every query fails after `deadline` seconds, without retries: a
+        hung Prometheus then reads as unavailable within a tick instead of freezing it."""
+        if not config.prometheus_url:
+            return None
+        return PrometheusConnect(
+            url=config.prometheus_url,
+            disable_ssl=True,
+            timeout=max(deadline, 1.0),
+            retry=Retry(total=0),
+        )
+
+    memo.scaler = ScalerLoop(
+        kube, prometheus(config.scaler_interval / 2), memo.worker, indexes, config.scaler_interval
     )
-    memo.scaler = ScalerLoop(kube, prometheus, memo.worker, indexes, config.scaler_interval)
     memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
     memo.advisor = AdvisorLoop(
         kube,
-        prometheus,
+        prometheus(ADVISOR_DEADLINE),
         memo.worker,
         indexes,
         config.advisor_interval,
@@ -94,7 +108,9 @@ async def startup(
         scrape_interval=config.scrape_interval_seconds,
     )
     memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
-    memo.gpu = GpuLoop(kube, prometheus, memo.worker, indexes, config.gpu_interval)
+    memo.gpu = GpuLoop(
+        kube, prometheus(config.gpu_interval / 2), memo.worker, indexes, config.gpu_interval
+    )
     memo.gpu_task = asyncio.create_task(memo.gpu.run(), name="gpu")
 
     REGISTRY.register(StatusCollector(memo.worker.statuses))
@@ -160,11 +176,11 @@ async def reconcile(
     """Apply the workload for a valid spec; an invalid one only gets its condition (written
     by the status worker), so the operator never retries or crash-loops on it."""
     key = _key(namespace, name)
-    spec, problems = validate(dict(body.get("spec") or {}))
+    generation = int(meta.get("generation") or 0)
+    spec, problems = validate(body.get("spec"), name)
     if spec is None:
         logger.warning("invalid spec: %s", "; ".join(problems))
-    else:
-        outcome = await memo.applier.apply(name, key[0], uid, spec, body.get("status") or {})
+    elif outcome := await _apply(key, uid, generation, spec, body, memo, logger):
         for kind, what in outcome.items():
             if what != "unchanged":
                 logger.info("%s %s", kind, what)
@@ -175,7 +191,30 @@ async def reconcile(
                 "RolloutStarted",
                 f"Deployment {name} updated to spec generation {meta.get('generation')}",
             )
-    memo.worker.mark_reconciled(key, int(meta.get("generation") or 0))
+    memo.worker.mark_reconciled(key, generation)
+
+
+async def _apply(
+    key: Key,
+    uid: str,
+    generation: int,
+    spec: ModelDeploymentSpec,
+    body: Mapping[str, Any],
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+) -> dict[str, Outcome] | None:
+    """Apply the workload; None when the API server refused it: that is the spec's
+    problem (InvalidSpec with the server's words), not something to retry."""
+    try:
+        outcome: dict[str, Outcome] = await memo.applier.apply(
+            key[1], key[0], uid, spec, body.get("status") or {}
+        )
+    except Refused as refused:
+        logger.warning("%s", refused)
+        memo.worker.refuse(key, generation, str(refused))
+        return None
+    memo.worker.accept(key)
+    return outcome
 
 
 # -- Owned objects and pods ------------------------------------------------------------------
@@ -187,13 +226,15 @@ async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -
     body = await memo.kube.get_model(namespace, model)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return  # the model is going away; so do its objects
-    spec, _ = validate(body.get("spec") or {})
+    generation = int(body["metadata"].get("generation") or 0)
+    if memo.worker.reconciled.get(key) != generation:
+        return  # a spec change is being reconciled: that applies the workload anyway
+    spec, _ = validate(body.get("spec"), model)
     if spec is None:
         return
-    outcome = await memo.applier.apply(
-        model, namespace, body["metadata"]["uid"], spec, body.get("status") or {}
-    )
-    if outcome[kind] != "unchanged":
+    uid = body["metadata"]["uid"]
+    outcome = await _apply(key, uid, generation, spec, body, memo, logger)
+    if outcome is not None and outcome[kind] != "unchanged":
         logger.info("%s %s/%s put back (%s)", kind, namespace, model, outcome[kind])
         await memo.kube.post_event(
             ModelRef.from_body(body).involved,
@@ -217,9 +258,12 @@ async def deployment_event(
     key = _key(namespace, labels[MODEL_LABEL])
     memo.worker.wake(key)
     # Only spec changes (generation) can be drift; status updates are the controller's.
+    # Only spec changes (generation) can be drift, and only those we did not write.
     generation = body["metadata"].get("generation")
     seen = memo.setdefault("deployment_generations", {})
-    if type == "DELETED" or seen.get(key) != generation:
+    if type == "DELETED" or (
+        seen.get(key) != generation and not memo.applier.wrote(key, generation)
+    ):
         seen[key] = generation
         await _put_back("Deployment", key, memo, logger)
 

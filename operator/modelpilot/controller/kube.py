@@ -42,8 +42,12 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, component: str = "modelpilot") -> None:
+    def __init__(
+        self, api: client.ApiClient, component: str = "modelpilot", timeout: float = 10
+    ) -> None:
         self.api = api
+        # Every call has a deadline: a hung API server fails one call, not a loop forever.
+        self.timeout = timeout
         # Raw JSON in and out (dict bodies, _preload_content=False), which the client's
         # generated model types do not describe.
         self.core: Any = client.CoreV1Api(api)
@@ -51,18 +55,23 @@ class Kube:
         self.custom: Any = client.CustomObjectsApi(api)
         self.component = component
 
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """`method` in a worker thread, raw JSON, with the deadline."""
+        return await asyncio.to_thread(
+            method, *args, _preload_content=False, _request_timeout=self.timeout, **kwargs
+        )
+
     # -- ModelDeployments --------------------------------------------------------------
     async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return _json(
-                await asyncio.to_thread(
+                await self._call(
                     self.custom.get_namespaced_custom_object,
                     GROUP,
                     VERSION,
                     namespace,
                     PLURAL,
                     name,
-                    _preload_content=False,
                 )
             )
         except client.ApiException as exc:
@@ -71,7 +80,7 @@ class Kube:
             raise
 
     async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await asyncio.to_thread(
+        await self._call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -79,7 +88,6 @@ class Kube:
             PLURAL,
             name,
             {"status": status},
-            _preload_content=False,
         )
 
     # -- Deployments and Services ---------------------------------------------------------
@@ -90,7 +98,7 @@ class Kube:
             else self.core.read_namespaced_service
         )
         try:
-            return _json(await asyncio.to_thread(reader, name, namespace, _preload_content=False))
+            return _json(await self._call(reader, name, namespace))
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -102,11 +110,7 @@ class Kube:
             if body["kind"] == "Deployment"
             else self.core.create_namespaced_service
         )
-        return _json(
-            await asyncio.to_thread(
-                creator, body["metadata"]["namespace"], body, _preload_content=False
-            )
-        )
+        return _json(await self._call(creator, body["metadata"]["namespace"], body))
 
     async def replace(self, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         replacer = (
@@ -116,24 +120,18 @@ class Kube:
         )
         extra = {"dry_run": "All"} if dry_run else {}
         return _json(
-            await asyncio.to_thread(
-                replacer,
-                body["metadata"]["name"],
-                body["metadata"]["namespace"],
-                body,
-                _preload_content=False,
-                **extra,
+            await self._call(
+                replacer, body["metadata"]["name"], body["metadata"]["namespace"], body, **extra
             )
         )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
-        await asyncio.to_thread(
+        await self._call(
             self.apps.patch_namespaced_deployment_scale,
             name,
             namespace,
             {"spec": {"replicas": replicas}},
-            _preload_content=False,
         )
 
     # -- Events ---------------------------------------------------------------------------
@@ -157,19 +155,16 @@ class Kube:
             "source": {"component": self.component},
             "reportingComponent": self.component,
         }
-        await asyncio.to_thread(
-            self.core.create_namespaced_event, involved["namespace"], body, _preload_content=False
-        )
+        await self._call(self.core.create_namespaced_event, involved["namespace"], body)
 
     async def liveness_killed(self, namespace: str, pod_uid: str) -> set[str]:
         """Containers of the pod that the kubelet killed for a failed liveness probe: its
         Killing events read "Container NAME failed liveness probe, will be restarted"."""
         events = _json(
-            await asyncio.to_thread(
+            await self._call(
                 self.core.list_namespaced_event,
                 namespace,
                 field_selector=f"involvedObject.uid={pod_uid},reason=Killing",
-                _preload_content=False,
             )
         )
         killed = set()

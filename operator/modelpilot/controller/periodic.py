@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from prometheus_api_client import PrometheusConnect
 
+from modelpilot.api import Key
 from modelpilot.controller.kube import Kube
 from modelpilot.controller.refs import Indexes
 from modelpilot.controller.status_worker import StatusWorker
@@ -26,6 +27,30 @@ async def every(interval: float, tick: Callable[[], Awaitable[None]], what: str)
         await asyncio.sleep(max(interval - (time.monotonic() - started), 0))
 
 
+class Isolated:
+    """Runs one model's part of a tick so that its failure is logged on its own (with a
+    traceback the first time, then one line at most every `quiet` seconds per model) and
+    never stops the other models' parts."""
+
+    def __init__(self, what: str, quiet: float = 300) -> None:
+        self.what, self.quiet = what, quiet
+        self._logged: dict[Key, float] = {}
+
+    async def run(self, key: Key, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            now = time.monotonic()
+            last = self._logged.get(key)
+            if last is None:
+                log.exception("%s of %s/%s failed", self.what, *key)
+            elif now - last >= self.quiet:
+                log.error("%s of %s/%s failed again: %r", self.what, *key, exc)
+            else:
+                return
+            self._logged[key] = now
+
+
 @dataclass
 class Loop:
     """A loop reads kopf's indexes and Prometheus (fetch), decides with pure functions,
@@ -38,6 +63,9 @@ class Loop:
     interval: float
 
     what = "tick"  # how the log names a tick
+
+    def __post_init__(self) -> None:
+        self.isolated = Isolated(self.what)
 
     async def run(self) -> None:
         await every(self.interval, self.tick, self.what)

@@ -1,6 +1,7 @@
 """What the operator's indexes keep per object: small, plain and immutable."""
 
 import copy
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +15,7 @@ from modelpilot.observer.pods import PodInfo
 from modelpilot.workload.validate import validate
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def first(values: Collection[T] | None) -> T | None:
@@ -34,8 +36,13 @@ class ModelRef(BaseModel):
     @cached_property
     def validated(self) -> tuple[ModelDeploymentSpec | None, list[str]]:
         """The parsed spec (None when invalid) and its problems, once per object version:
-        the status worker, scaler and advisor all ask on every pass."""
-        return validate(self.spec)
+        the status worker, scaler and advisor all ask on every pass. Never raises: a spec
+        the operator cannot read is this object's problem alone."""
+        try:
+            return validate(self.spec, self.name)
+        except Exception as exc:  # a bug in validation: said on this object, logged once
+            log.exception("validating %s/%s failed", self.namespace, self.name)
+            return None, [f"the operator could not read this spec ({type(exc).__name__})"]
 
     @property
     def involved(self) -> dict[str, str]:

@@ -33,15 +33,15 @@ class ScalerLoop(Loop):
         if self.prometheus is None:
             return NoSignal("no Prometheus: start the operator with --prometheus-url")
         prometheus = self.prometheus
-        out = {}
-        for window in sorted(windows):
-            self.queries += 1
-            try:
-                result = await asyncio.to_thread(prometheus.custom_query, signals.query(window))
-            except Exception as exc:  # connection refused, timeouts, bad answers alike
-                return NoSignal(f"Prometheus at {prometheus.url} failed: {type(exc).__name__}")
-            out[window] = signals.parse(result)
-        return out
+        ordered = sorted(windows)
+        self.queries += len(ordered)
+        try:  # all windows at once: the tick waits at most one query's deadline
+            results = await asyncio.gather(
+                *(asyncio.to_thread(prometheus.custom_query, signals.query(w)) for w in ordered)
+            )
+        except Exception as exc:  # connection refused, timeouts, bad answers alike
+            return NoSignal(f"Prometheus at {prometheus.url} failed: {type(exc).__name__}")
+        return {w: signals.parse(result) for w, result in zip(ordered, results, strict=True)}
 
     async def tick(self) -> None:
         models = {
@@ -53,8 +53,8 @@ class ScalerLoop(Loop):
         demand = await self.fetch({s.autoscaling_window_seconds for _, s in models.values()})
         await asyncio.gather(
             *(
-                self._scale(key, model, s, signal_for(demand, key, s.autoscaling_window_seconds))
-                for key, (model, s) in models.items()
+                self.isolated.run(key, self._scale(key, model, settings, demand))
+                for key, (model, settings) in models.items()
             )
         )
 
@@ -63,7 +63,7 @@ class ScalerLoop(Loop):
         key: Key,
         model: ModelRef,
         settings: AutoscalingSpec,
-        signal: signals.Concurrency | NoSignal,
+        demand: Demand | NoSignal,
     ) -> None:
         deployment: DeploymentRef | None = first(self.indexes.deployments.get(key))
         if deployment is None:
@@ -71,7 +71,7 @@ class ScalerLoop(Loop):
         status = self.worker.status_of(key)
         step = scale_step(
             settings,
-            signal,
+            signal_for(demand, key, settings.autoscaling_window_seconds),
             Deployment(deployment.name, deployment.replicas),
             {p.name for p in self.indexes.pods.get(key) or () if p.ready == "True"},
             first(self.indexes.hpas.get((key[0], deployment.name))),

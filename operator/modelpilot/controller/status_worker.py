@@ -67,6 +67,8 @@ class StatusWorker:
         self.restarts: dict[Key, Restarts] = {}
         self.served: dict[Key, set[str]] = {}  # UIDs of pods seen Ready
         self.reconciled: dict[Key, int] = {}  # generation the workload was applied for
+        # The API server's refusal of what a generation rendered to (InvalidSpec).
+        self.refused: dict[Key, tuple[int, str]] = {}
         # Status sections and conditions owned by other components (scaler, advisor): they
         # hand them here so that one writer merges everything and nothing races.
         self.sections: dict[Key, dict[str, Any]] = {}
@@ -109,6 +111,14 @@ class StatusWorker:
             mine[c.type] = make_condition(c, before, now, generation)
         self.wake(key)
 
+    def refuse(self, key: Key, generation: int, message: str) -> None:
+        self.refused[key] = (generation, message)
+        self.wake(key)
+
+    def accept(self, key: Key) -> None:
+        if self.refused.pop(key, None) is not None:
+            self.wake(key)
+
     def mark_reconciled(self, key: Key, generation: int) -> None:
         self.reconciled[key] = generation
         self.wake(key)
@@ -141,6 +151,7 @@ class StatusWorker:
             self.restarts,
             self.served,
             self.reconciled,
+            self.refused,
             self.sections,
             self.extra_conditions,
         ):
@@ -170,6 +181,9 @@ class StatusWorker:
 
         replicas = count_replicas(pods, deployment.replicas if deployment else 0)
         _, problems = model.validated
+        refused = self.refused.get(key)
+        if not problems and refused is not None and refused[0] == model.generation:
+            problems = [refused[1]]
         generation = self.reconciled.get(key, baseline.get("observedGeneration"))
         before = [
             Condition.model_validate(c)

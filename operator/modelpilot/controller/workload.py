@@ -6,8 +6,9 @@ two compare equal unless someone changed a field we own.
 """
 
 import asyncio
+import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -25,6 +26,21 @@ log = logging.getLogger(__name__)
 
 _OWNED_METADATA = ("labels", "ownerReferences")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+class Refused(Exception):
+    """The API server refused what a valid spec rendered to (400/422): the spec is still
+    wrong, in a way only the server checks (label syntax, quantities, env types, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"the API server refused the {kind}: {message}")
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 def _owned(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +74,11 @@ class WorkloadApplier:
         # One apply at a time per model: reconcile and the put-back of a watch event
         # would otherwise race to create the same object.
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Deployment generations our own writes produced: their watch events are not drift.
+        self._written: dict[tuple[str, str], deque[int]] = defaultdict(lambda: deque(maxlen=8))
+
+    def wrote(self, key: tuple[str, str], generation: int | None) -> bool:
+        return generation in self._written.get(key, ())
 
     def render(
         self,
@@ -110,12 +131,23 @@ class WorkloadApplier:
         }
 
     async def _ensure(self, desired: dict[str, Any], live: dict[str, Any] | None) -> Outcome:
-        if live is None:
-            await self.kube.create(desired)
-            return "created"
-        desired = _keep_server_fields(desired, live)
-        preview = await self.kube.replace(desired, dry_run=True)
+        try:
+            if live is None:
+                self._remember(desired, await self.kube.create(desired))
+                return "created"
+            desired = _keep_server_fields(desired, live)
+            preview = await self.kube.replace(desired, dry_run=True)
+        except ApiException as exc:
+            if exc.status in (400, 422):  # Invalid: what we render from this spec
+                raise Refused(desired["kind"], _server_message(exc)) from None
+            raise
         if _owned(preview) == _owned(live):
             return "unchanged"
-        await self.kube.replace(desired)
+        self._remember(desired, await self.kube.replace(desired))
         return "updated"
+
+    def _remember(self, desired: dict[str, Any], written: dict[str, Any]) -> None:
+        if desired["kind"] == "Deployment":
+            meta = written.get("metadata", {})
+            key = (meta.get("namespace", ""), desired["metadata"]["name"])
+            self._written[key].append(int(meta.get("generation") or 0))

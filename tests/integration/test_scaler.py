@@ -2,11 +2,16 @@
 the owned Deployment's replicas through its scale subresource."""
 
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from .conftest import Exporter
+from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.servers import OperatorProcess
+from modelpilot.times import parse_time
+
+from .conftest import DEDICATED_SHARD, SHARD_LABEL, Exporter
 from .operator_helpers import Models, equal, eventually, model_spec, replicas
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -119,3 +124,65 @@ def test_an_hpa_on_the_deployment_stops_the_scaler(
     time.sleep(15)  # long enough for the series to reach Prometheus and several ticks
     assert replicas(admin_api, namespace, "shared") == 1
     yielded()
+
+
+def test_a_pending_scale_down_survives_an_operator_restart(
+    admin_api: client.ApiClient,
+    namespace: str,
+    exporter: Exporter,
+    cluster: controlplane.ClusterState,
+    kubeconfigs: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """Killed 8 s into a 20 s scale-down delay and started again, the operator scales down
+    when the original delay ends (status.autoscaling.scaleDown kept the wait), not 20 s
+    after its restart."""
+    models = Models(admin_api, namespace)
+    delay = 20
+    models.create(
+        "steady",
+        model_spec(
+            autoscaling={
+                "maxReplicas": 4,
+                "concurrencyTarget": 1,
+                "targetUtilizationPercentage": 100,
+                "autoscalingWindowSeconds": 10,
+                "scaleDownDelaySeconds": delay,
+            }
+        ),
+        labels={SHARD_LABEL: DEDICATED_SHARD},
+    )
+
+    def start() -> OperatorProcess:
+        return OperatorProcess(
+            tmp_path / f"operator-{time.monotonic_ns()}.log",
+            kubeconfigs[1],
+            namespace=namespace,
+            selector=f"{SHARD_LABEL}={DEDICATED_SHARD}",
+            prometheus_url=cluster.prometheus_url,
+            scaler_interval=1,
+            resync_seconds=1,
+        )
+
+    operator = start()
+    try:
+        tracker = exporter(namespace, "steady")
+        tracker.change("active", 3)
+        eventually(lambda: equal(replicas(admin_api, namespace, "steady"), 3), timeout=45)
+        tracker.change("active", -3)
+
+        def waiting() -> str:
+            since: str = models.status("steady")["autoscaling"]["scaleDown"]["waitingSince"]
+            return since
+
+        since = parse_time(eventually(waiting, timeout=30))
+        assert since is not None
+        time.sleep(max(since.timestamp() + 8 - time.time(), 0))
+        operator.kill()
+        operator = start()
+        eventually(lambda: equal(replicas(admin_api, namespace, "steady") < 3, True), timeout=40)
+        took = time.time() - since.timestamp()
+        # The delay, plus one scaler interval and the second the timestamp drops.
+        assert delay - 1 <= took <= delay + 3, took
+    finally:
+        operator.stop()

@@ -41,12 +41,31 @@ def replicas(decisions: list[Decision]) -> list[int]:
 def test_formula_and_bounds() -> None:
     assert desired_replicas(SETTINGS, 0) == 1
     assert desired_replicas(SETTINGS, 2.0) == 1
-    assert desired_replicas(SETTINGS, 2.01) == 2
+    assert desired_replicas(SETTINGS, 2.2) == 1  # a tenth of a replica's target: noise
+    assert desired_replicas(SETTINGS, 2.21) == 2
     assert desired_replicas(SETTINGS, 7) == 4
     assert desired_replicas(SETTINGS, 1000) == 10
     # Float noise does not add a replica: 0.1 x 3 / 0.3 is 1.0000000000000002.
     tenth = AutoscalingSpec(concurrency_target=1, target_utilization_percentage=30, max_replicas=10)
     assert desired_replicas(tenth, 0.1 * 3) == 1
+
+
+def test_tolerance_holds_a_count_on_noise_and_follows_a_real_change() -> None:
+    one_each = AutoscalingSpec(
+        concurrency_target=2, target_utilization_percentage=50, max_replicas=10
+    )  # 1 request per replica
+    # A steady 6 in flight reads a hair above 6: 6 replicas, not a seventh GPU...
+    assert desired_replicas(one_each, 6.004, current=1) == 6
+    assert desired_replicas(one_each, 6.004, current=6) == 6
+    # ...and at 6, within 10% either way holds the count (the HPA's tolerance).
+    assert desired_replicas(one_each, 6.6, current=6) == 6
+    assert desired_replicas(one_each, 5.45, current=6) == 6
+    # A real rise or fall moves it at once.
+    assert desired_replicas(one_each, 6.65, current=6) == 7
+    assert desired_replicas(one_each, 4.5, current=6) == 5
+    assert desired_replicas(one_each, 9.0, current=6) == 9
+    run = simulate(lambda t: 6.004, 120, settings=one_each)
+    assert set(replicas(run)) == {6}
 
 
 def test_step_up_is_immediate() -> None:

@@ -1,11 +1,18 @@
 """The scaler loop's pure step: demand and memory in, writes out, on a fixed clock."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.scaler.policy import ScalerState
 from modelpilot.scaler.signals import Concurrency
-from modelpilot.scaler.step import Deployment, NoSignal, ScaleStep, scale_step, signal_for
+from modelpilot.scaler.step import (
+    Deployment,
+    NoSignal,
+    ScaleStep,
+    remembered,
+    scale_step,
+    signal_for,
+)
 
 SETTINGS = AutoscalingSpec(
     min_replicas=1,
@@ -19,16 +26,21 @@ WALL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DEPLOYMENT = Deployment("chat", 2)
 
 
+def at(seconds: float) -> datetime:
+    return WALL + timedelta(seconds=seconds)
+
+
 def step(
     signal: Concurrency | NoSignal,
     *,
     state: ScalerState | None = None,
-    now: float = 1000.0,
+    now: float = 0.0,
     serving: frozenset[str] = frozenset({"chat-1", "chat-2"}),
     hpa: str | None = None,
-    last: str | None = "2026-06-01T11:00:00Z",
+    autoscaling: dict[str, object] | None = None,
 ) -> ScaleStep:
-    return scale_step(SETTINGS, signal, DEPLOYMENT, serving, hpa, state, last, now, WALL)
+    status = {"lastScaleTime": "2026-06-01T11:00:00Z"} if autoscaling is None else autoscaling
+    return scale_step(SETTINGS, signal, DEPLOYMENT, serving, hpa, state, status, at(now))
 
 
 def pods(average: float) -> Concurrency:
@@ -43,6 +55,7 @@ def test_a_rise_scales_up_at_once_with_an_event_and_status() -> None:
         "effective": SETTINGS.wire(),
         "desiredReplicas": 4,
         "lastScaleTime": "2026-06-01T12:00:00Z",
+        "scaleDown": None,  # no wait: removed from status
     }
     assert (out.condition.type, out.condition.status, out.condition.reason) == (
         "ScalingActive",
@@ -57,19 +70,38 @@ def test_a_drop_waits_the_delay_then_steps_down() -> None:
     assert first.replicas is None and first.event is None
     assert first.condition.reason == "ScaleDownDelayed"
     assert first.section["lastScaleTime"] == "2026-06-01T11:00:00Z"  # kept
-    assert first.state is not None and first.state.lower_since == 1000.0
-    waiting = step(pods(0.5), state=first.state, now=1100.0)
+    assert first.state is not None and first.state.lower_since == WALL.timestamp()
+    assert first.section["scaleDown"] == {
+        "waitingSince": "2026-06-01T12:00:00Z",
+        "highest": 1,
+        "stepping": False,
+    }
+    waiting = step(pods(0.5), state=first.state, now=100)
     assert waiting.replicas is None
-    done = step(pods(0.5), state=waiting.state, now=1121.0)
+    done = step(pods(0.5), state=waiting.state, now=121)
     assert done.replicas == 1 and done.event is not None and done.event[0] == "ScaledDown"
+
+
+def test_a_restart_continues_the_wait_from_status() -> None:
+    """No memory (a new operator process): the wait status.autoscaling.scaleDown recorded
+    goes on, and the step lands when the original delay ends, not a delay later."""
+    first = step(pods(0.5))
+    kept = {"lastScaleTime": "2026-06-01T11:00:00Z", "scaleDown": first.section["scaleDown"]}
+    still = step(pods(0.5), state=None, now=100, autoscaling=kept)
+    assert still.replicas is None and "(20s left)" in still.condition.message
+    done = step(pods(0.5), state=None, now=121, autoscaling=kept)
+    assert done.replicas == 1
+    # A wait recorded for another count, or nonsense, starts over.
+    assert remembered({"scaleDown": {"waitingSince": 5, "highest": "x"}}, 2) == ScalerState(2)
+    assert remembered({"scaleDown": "soon"}, 2) == ScalerState(2)
 
 
 def test_memory_of_another_count_is_dropped() -> None:
     """Someone ran kubectl scale: the pending wait belonged to another count."""
     stale = ScalerState(replicas=5, lower_since=0.0, lower_max=1)
-    out = step(pods(0.5), state=stale, now=1000.0)
+    out = step(pods(0.5), state=stale, now=1000)
     assert out.replicas is None and out.state is not None
-    assert out.state.replicas == 2 and out.state.lower_since == 1000.0
+    assert out.state.replicas == 2 and out.state.lower_since == at(1000).timestamp()
 
 
 def test_unknown_demand_holds_and_says_why() -> None:
@@ -88,7 +120,7 @@ def test_partial_metrics_never_scale_down() -> None:
 def test_an_hpa_owns_the_replicas() -> None:
     out = step(pods(9.0), state=ScalerState(2), hpa="chat-hpa")
     assert out.replicas is None and out.state is None and out.event is None
-    assert out.section == {"effective": SETTINGS.wire()}
+    assert out.section == {"effective": SETTINGS.wire(), "scaleDown": None}
     assert out.condition.reason == "HorizontalPodAutoscalerPresent"
     assert "chat-hpa" in out.condition.message
 

@@ -2,12 +2,11 @@
 scaling step per model (`scaler.step`), then the writes: replicas through the
 Deployment's scale subresource, an Event, and status through the status worker.
 
-Scaler memory (a pending scale-down) is in this process only: after an operator restart a
-pending scale-down waits its delay again, which errs on the side of capacity.
+Scaler memory (a pending scale-down) is kept here and in status.autoscaling.scaleDown: after
+an operator restart or failover the wait goes on from where it was.
 """
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -76,8 +75,7 @@ class ScalerLoop(Loop):
             {p.name for p in self.indexes.pods.get(key) or () if p.ready == "True"},
             first(self.indexes.hpas.get((key[0], deployment.name))),
             self.states.get(key),
-            (status.get("autoscaling") or {}).get("lastScaleTime"),
-            time.monotonic(),
+            status.get("autoscaling") or {},
             datetime.now(UTC),
         )
         if step.state is None:

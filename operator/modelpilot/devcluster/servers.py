@@ -67,6 +67,11 @@ class Process:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a node failure or an OOM kill would end it."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
 
 class OperatorProcess(Process):
     """`modelpilot run` under the identity of `kubeconfig`, ready once /healthz answers."""

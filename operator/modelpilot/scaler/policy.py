@@ -1,7 +1,8 @@
 """The scaling rule: a pure function of settings, concurrency, current state and clock.
 
-    desired = ceil(average concurrency / (concurrencyTarget x targetUtilizationPercentage/100))
-    clamped to [minReplicas, maxReplicas]
+    needed  = average concurrency / (concurrencyTarget x targetUtilizationPercentage/100)
+    desired = current replicas while needed is within 10% of them (tolerance), else
+              ceil(needed - 0.1); clamped to [minReplicas, maxReplicas]
 
 - Up: at once, to the desired count.
 - Down: only once a lower desired count has held for scaleDownDelaySeconds. The step goes
@@ -51,9 +52,21 @@ class Decision:
     state: ScalerState
 
 
-def desired_replicas(settings: AutoscalingSpec, average: float) -> int:
+TOLERANCE = 0.1  # of the per-replica target, as the HorizontalPodAutoscaler's
+
+
+def desired_replicas(settings: AutoscalingSpec, average: float, current: int | None = None) -> int:
+    """Replicas for `average` concurrency. rate() over a short window reads a hair off the
+    true load, and a replica is a whole GPU: so the count holds while the load per current
+    replica is within 10% of the target (the HPA's tolerance), and a replica is only added
+    for more than a tenth of one replica's target (6.004 in flight at 1 per replica is 6
+    replicas, not 7; 6.2 is 7)."""
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
-    raw = math.ceil(round(average / per_replica, 9))  # 2.0000000001 is 2, not 3
+    needed = average / per_replica
+    if current and abs(needed / current - 1) <= TOLERANCE:
+        raw = current
+    else:
+        raw = math.ceil(round(needed - TOLERANCE, 9))  # round: float noise is no load
     return min(max(raw, settings.min_replicas), settings.max_replicas)
 
 
@@ -84,7 +97,7 @@ def decide(
         )
 
     average = seen.average_concurrency
-    want = desired_replicas(settings, average)
+    want = desired_replicas(settings, average, current)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
     why = (
         f"average concurrency {average:.2f} over {settings.autoscaling_window_seconds}s / "

@@ -1,9 +1,12 @@
 """One model's scaling step, pure: what the scaler loop fetched and remembers in, what to
-write out (replicas, an Event, status.autoscaling, the ScalingActive condition)."""
+write out (replicas, an Event, status.autoscaling, the ScalingActive condition).
+
+A pending scale-down is also written to status.autoscaling.scaleDown, so that an operator
+restart or failover continues the wait where it was instead of starting it over."""
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from modelpilot.api import Key
@@ -11,7 +14,7 @@ from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.api.status import ConditionUpdate
 from modelpilot.scaler.policy import Observation, ScalerState, decide
 from modelpilot.scaler.signals import METRIC, Concurrency
-from modelpilot.times import format_time
+from modelpilot.times import format_time, parse_time
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,35 @@ class Deployment:
     replicas: int
 
 
+def remembered(autoscaling: Mapping[str, Any], replicas: int) -> ScalerState:
+    """The scaler's memory as status.autoscaling.scaleDown kept it (read defensively:
+    status is writable by anyone with RBAC on it)."""
+    down = autoscaling.get("scaleDown") if isinstance(autoscaling, Mapping) else None
+    if not isinstance(down, Mapping):
+        return ScalerState(replicas)
+    since = (
+        parse_time(down.get("waitingSince")) if isinstance(down.get("waitingSince"), str) else None
+    )
+    highest = down.get("highest")
+    return ScalerState(
+        replicas,
+        lower_since=since.timestamp() if since else None,
+        lower_max=highest if isinstance(highest, int) and since else 0,
+        stepping=down.get("stepping") is True,
+    )
+
+
+def _scale_down(state: ScalerState) -> dict[str, Any] | None:
+    """status.autoscaling.scaleDown for `state` (None: no wait, removed from status)."""
+    if state.lower_since is None and not state.stepping:
+        return None
+    out: dict[str, Any] = {"stepping": state.stepping}
+    if state.lower_since is not None:
+        out["waitingSince"] = format_time(datetime.fromtimestamp(state.lower_since, UTC))
+        out["highest"] = state.lower_max
+    return out
+
+
 @dataclass(frozen=True)
 class ScaleStep:
     replicas: int | None  # write this through the scale subresource (None: no write)
@@ -56,19 +88,18 @@ def scale_step(
     serving: Collection[str],
     hpa: str | None,
     state: ScalerState | None,
-    last_scale_time: str | None,
-    now: float,
-    wall: datetime,
+    autoscaling: Mapping[str, Any],
+    now: datetime,
 ) -> ScaleStep:
     """`serving`: names of this model's Ready pods; `hpa`: the HorizontalPodAutoscaler
-    that scales this Deployment, if any; `state`: what the last step remembered; `now` a
-    monotonic clock (seconds) and `wall` the time for status."""
+    that scales this Deployment, if any; `state`: what the last step remembered (None
+    after a restart: then status.autoscaling, `autoscaling`, says)."""
     effective = settings.wire()
     if hpa is not None:
         return ScaleStep(
             None,
             None,
-            {"effective": effective},
+            {"effective": effective, "scaleDown": None},
             ConditionUpdate(
                 type="ScalingActive",
                 status="False",
@@ -79,23 +110,26 @@ def scale_step(
             ),
             None,
         )
-    if state is None or state.replicas != deployment.replicas:  # e.g. kubectl scale
+    if state is None:
+        state = remembered(autoscaling, deployment.replicas)
+    if state.replicas != deployment.replicas:  # e.g. kubectl scale
         state = ScalerState(replicas=deployment.replicas)
     if isinstance(signal, NoSignal):
         seen = Observation(None)
     else:
         partial = bool(signal.pods) and not set(serving) <= signal.pods
         seen = Observation(signal.average, partial=partial)
-    decision = decide(settings, seen, state, now)
+    decision = decide(settings, seen, state, now.timestamp())
 
     section: dict[str, Any] = {"effective": effective}
     if decision.desired is not None:
         section["desiredReplicas"] = decision.desired
     scaled = decision.replicas != deployment.replicas
     if scaled:
-        section["lastScaleTime"] = format_time(wall)
-    elif last_scale_time:
-        section["lastScaleTime"] = last_scale_time
+        section["lastScaleTime"] = format_time(now)
+    elif last := autoscaling.get("lastScaleTime"):
+        section["lastScaleTime"] = last
+    section["scaleDown"] = _scale_down(decision.state)
     if isinstance(signal, NoSignal):
         condition = ConditionUpdate(
             type="ScalingActive",

@@ -13,7 +13,6 @@ Run: .venv/bin/python benchmarks/observer.py [--models 200] [--pods 5] [--change
 import argparse
 import secrets
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from kubernetes import client, config, watch
 
 from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.install import install
 from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.servers import OperatorProcess
@@ -84,11 +84,7 @@ def main() -> None:
     state = controlplane.up()
     admin = config.new_client_from_config(config_file=str(state.kubeconfig))
     admin.configuration.connection_pool_maxsize = 16
-    subprocess.run(
-        ["kubectl", f"--kubeconfig={state.kubeconfig}", "apply", "-k", str(REPO / "manifests")],
-        check=True,
-        capture_output=True,
-    )
+    install(state.kubeconfig, REPO / "manifests")
     core, custom = client.CoreV1Api(admin), client.CustomObjectsApi(admin)
     namespace = f"bench-observer-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": namespace}})

@@ -14,7 +14,6 @@ import asyncio
 import random
 import secrets
 import shutil
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.install import install
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, to_openmetrics
 from modelpilot.observer.pods import PodInfo
 
@@ -71,11 +71,7 @@ def main() -> None:
     existing = controlplane.load_state()
     started = not (existing and controlplane.is_healthy(existing))
     state = controlplane.up()
-    subprocess.run(
-        ["kubectl", f"--kubeconfig={state.kubeconfig}", "apply", "-k", str(REPO / "manifests")],
-        check=True,
-        capture_output=True,
-    )
+    install(state.kubeconfig, REPO / "manifests")
     admin = config.new_client_from_config(config_file=str(state.kubeconfig))
     admin.configuration.connection_pool_maxsize = 16
     namespace = f"bench-scaler-{secrets.token_hex(3)}"

@@ -74,6 +74,11 @@ def main() -> None:
     help="host:port for the liveness endpoint /healthz.",
 )
 @click.option(
+    "--lease-namespace",
+    help="Namespace of the leader-election Lease. Default: the operator's own (in a pod), "
+    "else modelpilot-system.",
+)
+@click.option(
     "--meter-image",
     envvar="MODELPILOT_METER_IMAGE",
     default="ghcr.io/modelpilot/modelpilot:0.1.0",

@@ -22,6 +22,7 @@ from kubernetes import client, config
 from prometheus_client import MetricsHandler
 
 from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.install import install
 from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
@@ -204,7 +205,7 @@ def operator(
     RBAC) and run locally with the ServiceAccount's credentials. At the end of the session
     its log must hold no Forbidden (the RBAC in manifests/ is enough) and no traceback."""
     admin, operator_kubeconfig = kubeconfigs
-    kubectl(admin, "apply", "-k", str(REPO / "manifests"))
+    install(admin, REPO / "manifests")
     prometheus = (
         {}
         if EXTERNAL_ADMIN

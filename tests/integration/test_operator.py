@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from modelpilot.api import MODEL_LABEL
+from modelpilot.devcluster.install import install
 from modelpilot.devcluster.kubelet import ContainerState, FakeKubelet
 from modelpilot.devcluster.servers import OperatorProcess
 
@@ -344,7 +345,7 @@ def test_kubectl_install_example_and_columns(
 ) -> None:
     admin = kubeconfigs[0]
     repo = Path(__file__).resolve().parents[2]
-    kubectl(admin, "apply", "-k", str(repo / "manifests"))
+    install(admin, repo / "manifests")
     kubectl(admin, "apply", "-n", namespace, "-f", str(repo / "examples"))
 
     def columns() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 from prometheus_api_client import PrometheusConnect
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 from urllib3.util.retry import Retry
 
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION, Key
@@ -37,11 +37,6 @@ ADVISOR_DEADLINE = 60.0
 def _key(namespace: str | None, name: str) -> Key:
     assert namespace is not None, "ModelPilot's objects are all namespaced"
     return namespace, name
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "0.0.0.0", int(port)
 
 
 @kopf.on.startup()
@@ -74,7 +69,7 @@ async def startup(
     settings.watching.label_selectors["v1", "services"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
     use_api_threads(config.status_concurrency * 2)
-    kube = Kube(load_api_client(pool_size=config.status_concurrency * 2))
+    kube = Kube(load_api_client(pool_size=config.status_concurrency * 2), manager=memo.identity)
     memo.kube = kube
     memo.applier = WorkloadApplier(kube, config.meter_image)
     indexes = Indexes(model_index, pods, deployments, kwargs["deployment_hpas"])
@@ -114,9 +109,6 @@ async def startup(
     memo.gpu_task = asyncio.create_task(memo.gpu.run(), name="gpu")
 
     REGISTRY.register(StatusCollector(memo.worker.statuses))
-    host, port = _split(config.metrics_address)
-    start_http_server(port, addr=host)
-    logger.info("metrics on http://%s:%d/metrics", host, port)
 
 
 @kopf.on.cleanup()

@@ -43,9 +43,16 @@ def _json(response: Any) -> dict[str, Any]:
 
 class Kube:
     def __init__(
-        self, api: client.ApiClient, component: str = "modelpilot", timeout: float = 10
+        self,
+        api: client.ApiClient,
+        component: str = "modelpilot",
+        timeout: float = 10,
+        manager: str | None = None,
     ) -> None:
         self.api = api
+        # The field manager of every write: this replica's identity, so the API server's
+        # managedFields say which replica wrote (one leader at a time).
+        self.manager = manager
         # Every call has a deadline: a hung API server fails one call, not a loop forever.
         self.timeout = timeout
         # Raw JSON in and out (dict bodies, _preload_content=False), which the client's
@@ -60,6 +67,11 @@ class Kube:
         return await asyncio.to_thread(
             method, *args, _preload_content=False, _request_timeout=self.timeout, **kwargs
         )
+
+    async def _write(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.manager:
+            kwargs["field_manager"] = self.manager
+        return await self._call(method, *args, **kwargs)
 
     # -- ModelDeployments --------------------------------------------------------------
     async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -80,7 +92,7 @@ class Kube:
             raise
 
     async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._call(
+        await self._write(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -110,7 +122,7 @@ class Kube:
             if body["kind"] == "Deployment"
             else self.core.create_namespaced_service
         )
-        return _json(await self._call(creator, body["metadata"]["namespace"], body))
+        return _json(await self._write(creator, body["metadata"]["namespace"], body))
 
     async def replace(self, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         replacer = (
@@ -120,14 +132,14 @@ class Kube:
         )
         extra = {"dry_run": "All"} if dry_run else {}
         return _json(
-            await self._call(
+            await self._write(
                 replacer, body["metadata"]["name"], body["metadata"]["namespace"], body, **extra
             )
         )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
-        await self._call(
+        await self._write(
             self.apps.patch_namespaced_deployment_scale,
             name,
             namespace,

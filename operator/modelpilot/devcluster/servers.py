@@ -79,6 +79,7 @@ class OperatorProcess(Process):
     def __init__(self, log: Path, kubeconfig: Path, **options: object) -> None:
         metrics_port, health_port = pick_port(), pick_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.health_url = f"http://127.0.0.1:{health_port}/healthz"
         args = [
             sys.executable,
             "-m",
@@ -95,6 +96,11 @@ class OperatorProcess(Process):
             env={"KUBECONFIG": str(kubeconfig)},
             timeout=30,
         )
+
+    def health(self) -> dict[str, object]:
+        """/healthz: {"leader": bool, "identity": str, "lease": "namespace/name"}."""
+        status, body = _get(self.health_url)
+        return json.loads(body) if status == 200 else {}
 
 
 class FakeModelProcess(Process):

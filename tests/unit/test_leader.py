@@ -1,0 +1,38 @@
+from modelpilot.controller.leader import (
+    LEASE_SECONDS,
+    Holding,
+    lease_name,
+    lease_spec,
+    may_hold,
+)
+
+NOW = 1_800_000_000.0
+
+
+def test_who_may_hold_the_lease() -> None:
+    assert may_hold(None, "a", NOW)  # no lease yet
+    assert may_hold(Holding(None, NOW, 15), "a", NOW)  # released
+    assert may_hold(Holding("a", NOW - 14, 15), "a", NOW)  # mine: renew
+    assert not may_hold(Holding("b", NOW - 14, 15), "a", NOW)  # b's, still valid
+    assert may_hold(Holding("b", NOW - 16, 15), "a", NOW)  # b's, expired
+    assert may_hold(Holding("b", None, 15), "a", NOW)  # never renewed
+
+
+def test_lease_spec_counts_transitions_and_keeps_the_acquire_time() -> None:
+    first = lease_spec(None, "a", NOW)
+    assert first["holderIdentity"] == "a" and first["leaseTransitions"] == 0
+    assert first["leaseDurationSeconds"] == LEASE_SECONDS
+    assert first["renewTime"] == first["acquireTime"] == "2027-01-15T08:00:00.000000Z"
+    renewed = lease_spec({"spec": first}, "a", NOW + 2)
+    assert renewed["acquireTime"] == first["acquireTime"]
+    assert renewed["renewTime"] == "2027-01-15T08:00:02.000000Z"
+    taken = lease_spec({"spec": renewed}, "b", NOW + 30)
+    assert (taken["holderIdentity"], taken["leaseTransitions"]) == ("b", 1)
+    assert Holding.of({"spec": taken}) == Holding("b", NOW + 30, LEASE_SECONDS)
+
+
+def test_each_shard_has_its_own_lease() -> None:
+    assert lease_name(None, []) == "modelpilot-operator"
+    a, b = lease_name("shard=a", []), lease_name("shard=b", [])
+    assert a != b and a.startswith("modelpilot-operator-")
+    assert lease_name(None, ["x", "y"]) == lease_name(None, ["y", "x"])

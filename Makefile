@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup lint fmt test test-unit test-integration test-kind cluster-up cluster-down demo lock
+.PHONY: setup lint fmt test test-unit test-integration test-chaos test-kind cluster-up cluster-down demo lock
 
 setup:
 	@bash hack/setup.sh
@@ -17,7 +17,8 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The whole suite: lint and types, unit tests, integration tests on the local control plane.
+# The whole suite: lint and types, unit tests, integration tests on the local control plane,
+# and the chaos tier (failures injected into its own control plane; prints what it survived).
 test: lint
 	$(PYTEST) tests
 
@@ -26,6 +27,9 @@ test-unit: setup
 
 test-integration: setup
 	$(PYTEST) tests/integration
+
+test-chaos: setup
+	$(PYTEST) tests/chaos
 
 # Opt-in: the integration tier against a kind cluster (needs Docker and kind).
 test-kind: setup

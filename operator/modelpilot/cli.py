@@ -74,6 +74,14 @@ def main() -> None:
     help="host:port for the liveness endpoint /healthz.",
 )
 @click.option(
+    "--lease-duration",
+    "lease_duration_seconds",
+    default=15.0,
+    show_default=True,
+    help="Seconds a leader's lease lasts: a standby takes over within it (plus a retry) "
+    "when the leader dies; the leader renews every 2/15 of it.",
+)
+@click.option(
     "--lease-namespace",
     help="Namespace of the leader-election Lease. Default: the operator's own (in a pod), "
     "else modelpilot-system.",

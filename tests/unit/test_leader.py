@@ -36,3 +36,22 @@ def test_each_shard_has_its_own_lease() -> None:
     a, b = lease_name("shard=a", []), lease_name("shard=b", [])
     assert a != b and a.startswith("modelpilot-operator-")
     assert lease_name(None, ["x", "y"]) == lease_name(None, ["y", "x"])
+
+
+def test_failures_to_reach_a_server_are_one_line() -> None:
+    import logging
+
+    from kubernetes.client import ApiException
+
+    from modelpilot.controller.kube import report_failure, unreachable
+
+    assert unreachable(ConnectionRefusedError()) and unreachable(TimeoutError())
+    assert unreachable(ApiException(status=503)) and unreachable(ApiException(status=0))
+    assert not unreachable(ApiException(status=422)) and not unreachable(KeyError("x"))
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("test-report-failure")
+    logger.addHandler(type("H", (logging.Handler,), {"emit": lambda _, r: records.append(r)})())
+    report_failure(logger, "tick failed", ConnectionRefusedError("refused"))
+    report_failure(logger, "tick failed", KeyError("bug"))
+    assert records[0].exc_info is None and "ConnectionRefusedError" in records[0].getMessage()
+    assert records[1].exc_info is not None  # a bug keeps its traceback

@@ -74,3 +74,21 @@ def test_service_targets_the_meter_or_the_model() -> None:
     template = render.deployment("c", "ns", unmetered, OWNER, None, IMAGE)["spec"]["template"]
     assert len(template["spec"]["containers"]) == 1
     assert "annotations" not in template["metadata"]
+
+
+def test_null_metadata_and_grace_period_render_with_defaults() -> None:
+    """Found by the chaos tier's fuzzing: explicit nulls the schema lets through."""
+    container = {"name": "model", "image": "m:1", "ports": [{"containerPort": 8000}]}
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "port": 8000,
+            "template": {
+                "metadata": None,
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": None},
+            },
+        }
+    )
+    template = render.pod_template("chat", spec, "meter:1")
+    assert template["metadata"]["labels"][MODEL_LABEL] == "chat"
+    meter = template["spec"]["containers"][-1]
+    assert f"--drain-timeout={render.DEFAULT_GRACE_SECONDS - 5}" in meter["args"]

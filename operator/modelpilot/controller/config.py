@@ -10,6 +10,9 @@ class OperatorConfig(BaseModel):
     selector: str | None = Field(None, description="Label selector: serve only these models.")
     metrics_address: str = Field("0.0.0.0:8080", description="host:port of /metrics.")
     health_address: str = Field("0.0.0.0:8081", description="host:port of /healthz.")
+    lease_duration_seconds: float = Field(
+        15.0, ge=1, description="How long a leader's lease lasts without renewal."
+    )
     lease_namespace: str | None = Field(
         None, description="Namespace of the leader-election Lease (default: the operator's)."
     )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kubernetes.client import ApiException
 from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY
 from urllib3.util.retry import Retry
@@ -18,7 +19,7 @@ from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
-from modelpilot.controller.kube import Kube, load_api_client, use_api_threads
+from modelpilot.controller.kube import Kube, load_api_client, unreachable, use_api_threads
 from modelpilot.controller.metrics import StatusCollector
 from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
@@ -30,6 +31,10 @@ from modelpilot.workload.validate import validate
 MD = (GROUP, VERSION, PLURAL)
 MANAGED: Mapping[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT}
 MODEL_PODS: Mapping[str, Any] = {MODEL_LABEL: kopf.PRESENT}
+# The operator's per-model series, read from whichever worker currently runs (after a lost
+# and regained lease, a new one).
+STATUS_METRICS = StatusCollector(lambda: {})
+REGISTRY.register(STATUS_METRICS)
 # The advisor's history queries are its heaviest (seconds for hundreds of models).
 ADVISOR_DEADLINE = 60.0
 
@@ -108,7 +113,7 @@ async def startup(
     )
     memo.gpu_task = asyncio.create_task(memo.gpu.run(), name="gpu")
 
-    REGISTRY.register(StatusCollector(memo.worker.statuses))
+    STATUS_METRICS.statuses = memo.worker.statuses  # this leadership's worker
 
 
 @kopf.on.cleanup()
@@ -204,6 +209,15 @@ async def _apply(
     except Refused as refused:
         logger.warning("%s", refused)
         memo.worker.refuse(key, generation, str(refused))
+        return None
+    except Exception as exc:
+        if isinstance(exc, ApiException) or unreachable(exc):
+            raise  # the API server's trouble, not the spec's: kopf retries
+        # A bug rendering this spec: said on it, not retried forever.
+        logger.exception("rendering %s/%s failed", *key)
+        memo.worker.refuse(
+            key, generation, f"the operator could not render this spec ({exc!r}); please report it"
+        )
         return None
     memo.worker.accept(key)
     return outcome

@@ -6,11 +6,13 @@ kopf's watches) never block. Responses are read as plain JSON dicts.
 
 import asyncio
 import json
+import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 
 from modelpilot.api import GROUP, PLURAL, VERSION
@@ -34,6 +36,22 @@ def use_api_threads(workers: int) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
     )
+
+
+def unreachable(exc: BaseException) -> bool:
+    """An expected failure of a call to a server (refused, reset, timed out, a 5xx): worth
+    one log line, not a traceback."""
+    if isinstance(exc, client.ApiException):
+        return exc.status is None or exc.status == 0 or exc.status >= 500
+    return isinstance(exc, OSError | TimeoutError | urllib3.exceptions.HTTPError)
+
+
+def report_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A traceback for a bug; one line for a server that did not answer."""
+    if unreachable(exc):
+        logger.error("%s: %s", what, f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    else:
+        logger.error("%s", what, exc_info=exc)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -91,16 +109,23 @@ class Kube:
                 return None
             raise
 
-    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._write(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"status": status},
-        )
+    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """False when the ModelDeployment is gone (deleted while its status was due)."""
+        try:
+            await self._write(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # -- Deployments and Services ---------------------------------------------------------
     async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -1,11 +1,11 @@
 """Leader election on a coordination.k8s.io/v1 Lease: of several operator replicas (the
 manifests run two), exactly one runs the handlers and loops that write.
 
-Timing, as client-go's leader election: the lease lasts 15 s; the leader renews it every
-2 s; a leader that has not renewed for 10 s stops at once (the process exits and
-Kubernetes starts it again as a candidate), 5 s before any candidate may take the lease
-over. Candidates try every 2 s, so a standby leads within 17 s of the leader's death, and
-at once after a leader that stopped cleanly released the lease.
+Timing, as client-go's leader election (for the default --lease-duration of 15 s): the
+leader renews every 2 s; a leader that has not renewed for 10 s (two thirds of the lease)
+stops at once (the process exits and Kubernetes starts it again as a candidate), 5 s
+before any candidate may take the lease over. Candidates try every 2 s, so a standby
+leads within 17 s of the leader's death, and at once after a clean stop released it.
 """
 
 import asyncio
@@ -28,9 +28,26 @@ from modelpilot.times import parse_time
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 15
-RENEW_DEADLINE_SECONDS = 10
-RETRY_SECONDS = 2
-CALL_TIMEOUT = 5  # one Lease call may not outlast the renew deadline
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease: float = LEASE_SECONDS
+
+    @property
+    def renew_deadline(self) -> float:
+        return self.lease * 2 / 3
+
+    @property
+    def retry(self) -> float:
+        return max(self.lease / 7.5, 0.25)
+
+    @property
+    def call_timeout(self) -> float:
+        """One Lease call may not outlast the renew deadline."""
+        return self.renew_deadline / 2
+
+
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 LEADER = Gauge(
@@ -94,26 +111,40 @@ def _micro(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def lease_spec(previous: dict[str, Any] | None, me: str, now: float) -> dict[str, Any]:
+def lease_spec(
+    previous: dict[str, Any] | None, me: str, now: float, seconds: int = LEASE_SECONDS
+) -> dict[str, Any]:
     """The Lease's spec with `me` holding it from `now`."""
     spec = dict((previous or {}).get("spec") or {})
     if spec.get("holderIdentity") != me:
         spec["acquireTime"] = _micro(now)
         spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if previous else 0)
-    spec.update(holderIdentity=me, leaseDurationSeconds=LEASE_SECONDS, renewTime=_micro(now))
+    spec.update(holderIdentity=me, leaseDurationSeconds=seconds, renewTime=_micro(now))
     return spec
 
 
 class Elector:
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        timing: Timing = Timing(),
+    ) -> None:
         self.leases: Any = client.CoordinationV1Api(api)
+        self.timing = timing
         self.namespace, self.name, self.identity = namespace, name, identity
         self.leading = False
         self._renewed = 0.0  # monotonic time of the last successful renewal
         LEADER.labels(name).set(0)
 
+    @property
+    def _seconds(self) -> int:
+        return max(int(self.timing.lease), 1)
+
     def _call(self, method: Any, *args: Any) -> dict[str, Any]:
-        response = method(*args, _preload_content=False, _request_timeout=CALL_TIMEOUT)
+        response = method(*args, _preload_content=False, _request_timeout=self.timing.call_timeout)
         body: dict[str, Any] = json.loads(response.data)
         return body
 
@@ -127,7 +158,7 @@ class Elector:
                 raise
             body = {
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": lease_spec(None, self.identity, now),
+                "spec": lease_spec(None, self.identity, now, self._seconds),
             }
             self._call(self.leases.create_namespaced_lease, self.namespace, body)
             return True
@@ -140,7 +171,7 @@ class Elector:
                 "namespace": self.namespace,
                 "resourceVersion": lease["metadata"]["resourceVersion"],
             },
-            "spec": lease_spec(lease, self.identity, now),
+            "spec": lease_spec(lease, self.identity, now, self._seconds),
         }
         self._call(self.leases.replace_namespaced_lease, self.name, self.namespace, body)
         return True
@@ -163,7 +194,7 @@ class Elector:
         while True:
             if await self.attempt():
                 break
-            await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(self.timing.retry)
         self.leading = True
         LEADER.labels(self.name).set(1)
         log.info("leading: lease %s/%s", self.namespace, self.name)
@@ -171,9 +202,9 @@ class Elector:
     async def keep(self) -> None:
         """Renew while leading; return once the lease could not be renewed in time."""
         while True:
-            await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(self.timing.retry)
             if not await self.attempt() and (
-                time.monotonic() - self._renewed > RENEW_DEADLINE_SECONDS
+                time.monotonic() - self._renewed > self.timing.renew_deadline
             ):
                 self.leading = False
                 LEADER.labels(self.name).set(0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from prometheus_api_client import PrometheusConnect
 
 from modelpilot.api import Key
-from modelpilot.controller.kube import Kube
+from modelpilot.controller.kube import Kube, report_failure
 from modelpilot.controller.refs import Indexes
 from modelpilot.controller.status_worker import StatusWorker
 
@@ -22,8 +22,8 @@ async def every(interval: float, tick: Callable[[], Awaitable[None]], what: str)
         started = time.monotonic()
         try:
             await tick()
-        except Exception:
-            log.exception("%s failed; next in %ss", what, interval)
+        except Exception as exc:
+            report_failure(log, f"{what} failed; next in {interval}s", exc)
         await asyncio.sleep(max(interval - (time.monotonic() - started), 0))
 
 
@@ -42,12 +42,10 @@ class Isolated:
         except Exception as exc:
             now = time.monotonic()
             last = self._logged.get(key)
-            if last is None:
-                log.exception("%s of %s/%s failed", self.what, *key)
-            elif now - last >= self.quiet:
-                log.error("%s of %s/%s failed again: %r", self.what, *key, exc)
-            else:
+            if last is not None and now - last < self.quiet:
                 return
+            again = " again" if last is not None else ""
+            report_failure(log, f"{self.what} of {key[0]}/{key[1]} failed{again}", exc)
             self._logged[key] = now
 
 

@@ -1,7 +1,8 @@
 """Run the operator (what `modelpilot run` does): serve /healthz and /metrics at once, wait
 to lead (a Lease, `controller.leader`), then run kopf's handlers and the loops until
-stopped, or until the lease is lost, when the process exits before another replica may
-take over: exactly one replica writes."""
+stopped. A leader that cannot renew its lease (the API server unreachable, a partition)
+stops them before another replica may lead, and becomes a candidate again: exactly one
+replica writes."""
 
 import asyncio
 import logging
@@ -15,7 +16,13 @@ from prometheus_client import start_http_server
 from modelpilot.controller import handlers  # noqa: F401  (registers the handlers)
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import load_api_client
-from modelpilot.controller.leader import Elector, lease_name, lease_namespace, new_identity
+from modelpilot.controller.leader import (
+    Elector,
+    Timing,
+    lease_name,
+    lease_namespace,
+    new_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +75,16 @@ async def _lead_or_stop(elector: Elector) -> bool:
     return elector.leading
 
 
-async def _keep(elector: Elector) -> None:
+async def _keep(elector: Elector, stop: asyncio.Event) -> None:
+    """Renew the lease; once it could not be renewed in time, stop the writers (kopf's
+    handlers and the loops) before another replica may lead, and become a candidate
+    again. A shutdown that does not finish in time ends the process instead."""
     await elector.keep()
-    # Not renewed for the renew deadline: another replica may lead in a few seconds. Stop
-    # now, without a graceful shutdown that could still write; Kubernetes restarts us.
-    log.error(
-        "lost the lease %s/%s: exiting so that only the new leader writes",
-        elector.namespace,
-        elector.name,
-    )
+    lease = f"{elector.namespace}/{elector.name}"
+    log.error("lost the lease %s: stopping the handlers and loops; a candidate again", lease)
+    stop.set()
+    await asyncio.sleep(max(elector.timing.lease - elector.timing.renew_deadline - 1, 0.5))
+    log.error("the handlers did not stop before the lease ran out: exiting")
     logging.shutdown()
     os._exit(1)
 
@@ -89,22 +97,26 @@ async def _run(config: OperatorConfig) -> None:
         lease_namespace(config.lease_namespace),
         lease_name(config.selector, config.namespaces),
         new_identity(),
+        Timing(config.lease_duration_seconds),
     )
     health = await _serve_health(config.health_address, elector)
     try:
-        if not await _lead_or_stop(elector):
-            return
-        keeper = asyncio.create_task(_keep(elector))
-        try:
-            await kopf.operator(
-                # Leader election above: kopf's own peering (its CRDs) is not needed.
-                standalone=True,
-                clusterwide=not config.namespaces,
-                namespaces=config.namespaces,
-                memo=kopf.Memo(config=config, identity=elector.identity),
-            )
-        finally:
-            keeper.cancel()
-            await asyncio.to_thread(elector.release)
+        while await _lead_or_stop(elector):
+            lost = asyncio.Event()
+            keeper = asyncio.create_task(_keep(elector, lost))
+            try:
+                await kopf.operator(
+                    # Leader election above: kopf's own peering (its CRDs) is not needed.
+                    standalone=True,
+                    clusterwide=not config.namespaces,
+                    namespaces=config.namespaces,
+                    stop_flag=lost,
+                    memo=kopf.Memo(config=config, identity=elector.identity),
+                )
+            finally:
+                keeper.cancel()
+            if not lost.is_set():  # stopped by a signal: hand the lease over, and end
+                await asyncio.to_thread(elector.release)
+                return
     finally:
         await health.cleanup()

@@ -18,7 +18,7 @@ from typing import Any
 from modelpilot.api import Key
 from modelpilot.api.status import Condition, ConditionUpdate, Restarts
 from modelpilot.controller.config import OperatorConfig
-from modelpilot.controller.kube import Kube
+from modelpilot.controller.kube import Kube, report_failure
 from modelpilot.controller.refs import Indexes, ModelRef, first
 from modelpilot.observer import restarts as restart_logic
 from modelpilot.observer.summary import (
@@ -131,8 +131,10 @@ class StatusWorker:
             async with limit:
                 try:
                     await self.refresh(key)
-                except Exception:
-                    log.exception("status refresh of %s/%s failed; will retry", *key)
+                except Exception as exc:
+                    report_failure(
+                        log, f"status refresh of {key[0]}/{key[1]} failed; will retry", exc
+                    )
                     self._dirty.add(key)
 
         while True:
@@ -222,7 +224,9 @@ class StatusWorker:
 
         changed = {k: v for k, v in status.items() if baseline.get(k) != v}
         if changed:
-            await self.kube.patch_model_status(model.namespace, model.name, changed)
+            if not await self.kube.patch_model_status(model.namespace, model.name, changed):
+                self._forget(key)  # deleted meanwhile: nothing more to say about it
+                return
             self.writes += 1
         self._written[key] = {**baseline, **status}
         self.restarts[key] = restarts

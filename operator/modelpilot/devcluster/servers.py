@@ -104,8 +104,8 @@ class OperatorProcess(Process):
 
 
 class FakeModelProcess(Process):
-    def __init__(self, workdir: Path, **options: object) -> None:
-        self.port = pick_port()
+    def __init__(self, workdir: Path, port: int | None = None, **options: object) -> None:
+        self.port = port or pick_port()  # a port: start again where a killed one listened
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, str(SAMPLE_MODEL), f"--port={self.port}"]
         args += flags(**options)

@@ -80,11 +80,13 @@ def pod_template(name: str, spec: ModelDeploymentSpec, meter_image: str) -> dict
     """The user's template with our labels and, when enabled, the meter; the model
     containers stay exactly as written."""
     template = copy.deepcopy(spec.template)
-    metadata = template.setdefault("metadata", {})
+    metadata = template["metadata"] = template.get("metadata") or {}  # absent or null
     metadata["labels"] = {**(metadata.get("labels") or {}), **object_labels(name)}
     if spec.meter.enabled:
         pod_spec = template.setdefault("spec", {})
-        grace = pod_spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        grace = pod_spec.get("terminationGracePeriodSeconds")
+        if not isinstance(grace, int):  # absent (or null): the Kubernetes default
+            grace = DEFAULT_GRACE_SECONDS
         pod_spec["containers"] = [
             *pod_spec.get("containers", []),
             meter_container(name, spec, meter_image, grace),

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # strict: the raw values are what the Deployment gets, so "8000" is no port here.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, strict=True)
 
 
 class ContainerPort(_Open):

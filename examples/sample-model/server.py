@@ -6,7 +6,12 @@ weights" before /health says ready. It needs only aiohttp. Endpoints:
 
   POST /predict        JSON in ({"input": ...}), JSON out ({"output": ..., "latency_ms": ...});
                        a body that is not a JSON object gets 400
-  POST /v1/completions with {"stream": true}: server-sent events, one token per `--token-ms`
+  POST /v1/chat/completions, /v1/completions
+                       OpenAI-style, as vLLM answers: `max_tokens` tokens (default 16)
+                       after the prefill latency, one per --token-ms + --token-per-request-ms
+                       x (concurrent - 1); streamed as server-sent events with {"stream":
+                       true}; `usage` in the body, or in a last chunk on
+                       {"stream_options": {"include_usage": true}}
   POST /echo           the request body back, streamed
   GET  /status/{code}  that status, with a small body
   GET  /slow?seconds=S answers after S seconds
@@ -32,8 +37,10 @@ class FakeModel:
         per_request_ms: float = 5,
         token_ms: float = 20,
         load_seconds: float = 0,
+        token_per_request_ms: float = 2,
     ) -> None:
         self.base_ms, self.per_request_ms, self.token_ms = base_ms, per_request_ms, token_ms
+        self.token_per_request_ms = token_per_request_ms
         self.ready_at = time.monotonic() + load_seconds
         self.in_flight = 0
         self.stats = {"requests": 0, "cancelled": 0, "bytes_received": 0}
@@ -44,6 +51,7 @@ class FakeModel:
             [
                 web.post("/predict", self.predict),
                 web.post("/v1/completions", self.completions),
+                web.post("/v1/chat/completions", self.completions),
                 web.post("/echo", self.echo),
                 web.get("/status/{code}", self.status),
                 web.get("/slow", self.slow),
@@ -81,23 +89,62 @@ class FakeModel:
         finally:
             self.in_flight -= 1
 
+    def _token_seconds(self) -> float:
+        """Decoding slows as the batch grows, as on a GPU."""
+        return (self.token_ms + self.token_per_request_ms * max(self.in_flight - 1, 0)) / 1000
+
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI-style /v1/completions and /v1/chat/completions: `max_tokens` tokens after a
+        prefill of `_latency()`, streamed as vLLM streams them when `stream` is true, with
+        `usage` (always when not streamed, on `stream_options.include_usage` when streamed)."""
         self.stats["requests"] += 1
-        self.in_flight += 1
         try:
             payload = await request.json()
-            tokens = int(payload.get("max_tokens", 5))
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return web.json_response({"error": {"message": "expected a JSON object"}}, status=400)
+        chat = request.path.endswith("/chat/completions")
+        prompt = payload.get("messages") if chat else payload.get("prompt")
+        usage = {"prompt_tokens": len(json.dumps(prompt).split()), "completion_tokens": 0}
+        tokens = int(payload.get("max_tokens", 16))
+        name = "chat.completion" if chat else "text_completion"
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(self._latency())
             if not payload.get("stream"):
-                await asyncio.sleep(self._latency() + tokens * self.token_ms / 1000)
-                return web.json_response({"choices": [{"text": "tok " * tokens}]})
+                await asyncio.sleep(tokens * self._token_seconds())
+                usage["completion_tokens"] = tokens
+                text = "tok " * tokens
+                content = {"message": {"role": "assistant", "content": text}} if chat else {}
+                body = {
+                    "object": name,
+                    "choices": [
+                        {"index": 0, "finish_reason": "length", **(content or {"text": text})}
+                    ],
+                    "usage": usage | {"total_tokens": usage["prompt_tokens"] + tokens},
+                }
+                return web.json_response(body)
             response = web.StreamResponse(
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
             )
             await response.prepare(request)
-            await asyncio.sleep(self._latency())
+
+            async def send(event: dict[str, object]) -> None:
+                event = {"object": f"{name}.chunk" if chat else name, **event}
+                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+
+            if chat:
+                await send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
             for i in range(tokens):
-                await response.write(f"data: {json.dumps({'token': i})}\n\n".encode())
-                await asyncio.sleep(self.token_ms / 1000)
+                if i:
+                    await asyncio.sleep(self._token_seconds())
+                piece = {"delta": {"content": "tok "}} if chat else {"text": "tok "}
+                await send({"choices": [{"index": 0, **piece, "finish_reason": None}]})
+            if (payload.get("stream_options") or {}).get("include_usage"):
+                usage["completion_tokens"] = tokens
+                total = usage["prompt_tokens"] + tokens
+                await send({"choices": [], "usage": usage | {"total_tokens": total}})
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
@@ -160,9 +207,16 @@ def main() -> None:
     parser.add_argument("--base-ms", type=float, default=20)
     parser.add_argument("--per-request-ms", type=float, default=5)
     parser.add_argument("--token-ms", type=float, default=20)
+    parser.add_argument("--token-per-request-ms", type=float, default=2)
     parser.add_argument("--load-seconds", type=float, default=0)
     args = parser.parse_args()
-    model = FakeModel(args.base_ms, args.per_request_ms, args.token_ms, args.load_seconds)
+    model = FakeModel(
+        args.base_ms,
+        args.per_request_ms,
+        args.token_ms,
+        args.load_seconds,
+        args.token_per_request_ms,
+    )
     # Like real servers, notice a client (the meter) that hangs up and stop working for it.
     web.run_app(
         model.app(),

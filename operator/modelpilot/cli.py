@@ -217,6 +217,12 @@ def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
     help="Path forwarded but not counted as inference (repeatable; default: common health paths).",
 )
 @click.option(
+    "--openai-metrics/--no-openai-metrics",
+    default=True,
+    show_default=True,
+    help="Count tokens, TTFT and TPOT on /v1/chat/completions, /v1/completions, /v1/embeddings.",
+)
+@click.option(
     "--uvloop/--no-uvloop",
     default=True,
     show_default=True,

@@ -31,11 +31,15 @@ def _get(url: str, timeout: float = 2) -> tuple[int, str]:
 
 
 def flags(**options: object) -> list[str]:
-    """--name=value for each option; a True option is a bare --name."""
-    return [
-        f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
-        for k, v in options.items()
-    ]
+    """--name=value for each option; a True option is a bare --name, a False one --no-name."""
+    out = []
+    for key, value in options.items():
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            out.append(f"--{name}={value}")
+    return out
 
 
 class Process:

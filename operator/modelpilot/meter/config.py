@@ -31,3 +31,4 @@ class MeterConfig(BaseModel):
     passthrough_paths: tuple[str, ...] = DEFAULT_PASSTHROUGH
     async_max_body_bytes: int = 16 * 1024 * 1024
     async_result_ttl: float = 600.0
+    openai_metrics: bool = True  # tokens, TTFT and TPOT from OpenAI-compatible responses

@@ -7,6 +7,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from modelpilot.meter.concurrency import STATES, ConcurrencyTracker
+from modelpilot.meter.openai import Tokens
 
 # Model serving spans milliseconds (a cached embedding) to tens of minutes (a long
 # generation or a batch job), and bytes to a GiB (images, audio, long contexts).
@@ -32,6 +33,27 @@ TIME_BUCKETS = (
     1800,
 )
 SIZE_BUCKETS = tuple(float(4**i) for i in range(3, 16))  # 64 B ... 1 GiB
+# Decoding runs from a few ms per token (small models, big GPUs) to ~half a second.
+TOKEN_TIME_BUCKETS = (
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1,
+    2.5,
+)
 
 
 class _Concurrency(Collector):
@@ -127,6 +149,28 @@ class MeterMetrics:
             buckets=TIME_BUCKETS,
             registry=r,
         )
+        self.tokens = Counter(
+            "modelpilot_tokens",
+            "Tokens of OpenAI-compatible requests: input (prompt) and output (generated). "
+            'source="usage": the response\'s usage object; "deltas": streamed content '
+            "chunks counted (the client asked for no usage).",
+            ["model_deployment", "direction", "source"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "modelpilot_time_to_first_token_seconds",
+            "Request received to the first streamed chunk carrying content (includes queueing).",
+            by_class,
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "modelpilot_time_per_output_token_seconds",
+            "Per streamed request: (last content chunk - first) / (output tokens - 1).",
+            by_class,
+            buckets=TOKEN_TIME_BUCKETS,
+            registry=r,
+        )
         r.register(_Concurrency(model, tracker, self.async_queue))
 
     def record(
@@ -140,6 +184,7 @@ class MeterMetrics:
         inference: float | None,
         request_bytes: int,
         response_bytes: int,
+        tokens: Tokens | None = None,
     ) -> None:
         labels = (self.model, status_class)
         self.requests.labels(
@@ -152,3 +197,14 @@ class MeterMetrics:
             self.inference.labels(*labels).observe(inference)
         self.request_size.labels(*labels).observe(request_bytes)
         self.response_size.labels(*labels).observe(response_bytes)
+        if tokens is not None:
+            self._tokens(labels, tokens)
+
+    def _tokens(self, labels: tuple[str, str], tokens: Tokens) -> None:
+        for direction, count in (("input", tokens.input), ("output", tokens.output)):
+            if count is not None:
+                self.tokens.labels(self.model, direction, tokens.source).inc(count)
+        if tokens.ttft is not None:
+            self.ttft.labels(*labels).observe(tokens.ttft)
+        if tokens.tpot is not None:
+            self.tpot.labels(*labels).observe(tokens.tpot)

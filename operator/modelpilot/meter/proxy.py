@@ -18,6 +18,7 @@ from modelpilot.meter.classify import CLIENT_CLOSED, http_class, websocket_class
 from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.config import MeterConfig
 from modelpilot.meter.metrics import MeterMetrics
+from modelpilot.meter.openai import BodyReader, StreamReader, is_openai, reader_for
 
 log = logging.getLogger("modelpilot.meter")
 
@@ -59,6 +60,8 @@ class Exchange:
     inference: float | None = None
     is_async: bool = False
     counted: bool = True
+    tokens: StreamReader | BodyReader | None = None  # an OpenAI-compatible response's
+    complete: bool = False  # the upstream response ended normally
 
 
 class Proxy:
@@ -71,6 +74,7 @@ class Proxy:
             tracker, config.max_concurrency, config.max_queue, config.queue_timeout
         )
         self.passthrough = frozenset(config.passthrough_paths)
+        self.openai = config.openai_metrics
         self.session: aiohttp.ClientSession | None = None
         self.jobs = AsyncJobs(
             self.admission,
@@ -132,6 +136,7 @@ class Proxy:
             inference=ex.inference,
             request_bytes=ex.request_bytes,
             response_bytes=ex.response_bytes,
+            tokens=ex.tokens.result(ex.complete) if ex.tokens is not None else None,
         )
 
     # -- HTTP -----------------------------------------------------------------------------
@@ -175,12 +180,16 @@ class Proxy:
                     headers=forward_headers(upstream.headers),
                 )
                 await response.prepare(request)
+                tokens = ex.tokens = self._token_reader(request, upstream, ex)
                 async for chunk in upstream.content.iter_any():
                     if ex.ttfb is None:
                         ex.ttfb = time.monotonic() - ex.start
                     await response.write(chunk)
                     ex.response_bytes += len(chunk)
+                    if tokens is not None:  # after the write: the client never waits on it
+                        tokens.feed(chunk, time.monotonic())
                 ex.inference = time.monotonic() - sent
+                ex.complete = True
             if ex.ttfb is None:
                 ex.ttfb = time.monotonic() - ex.start
             await response.write_eof()
@@ -204,6 +213,15 @@ class Proxy:
             return await self._error(
                 request, ex, 502, f"model server connection failed: {type(exc).__name__}", response
             )
+
+    def _token_reader(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, ex: Exchange
+    ) -> StreamReader | BodyReader | None:
+        if not (self.openai and ex.counted and 200 <= upstream.status < 300):
+            return None
+        if not is_openai(request.method, request.path):
+            return None
+        return reader_for(upstream.headers.get("Content-Type", ""), ex.start)
 
     async def _error(
         self,

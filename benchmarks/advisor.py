@@ -22,7 +22,7 @@ from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor import source
 from modelpilot.advisor.judge import judge
-from modelpilot.advisor.model import Evaluation, History
+from modelpilot.advisor.model import Evaluation, History, Objective
 from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
@@ -78,7 +78,7 @@ def main() -> None:
     )
     try:
         prom = PrometheusConnect(url=prometheus.url, disable_ssl=True)
-        keys = {(NAMESPACE, name): 95 for name in models}
+        keys = {(NAMESPACE, name): Objective() for name in models}
 
         specs = {name: spec_of(scenario) for name, scenario in models.items()}
 
@@ -98,7 +98,7 @@ def main() -> None:
             one = asyncio.run(
                 source.fetch(
                     prom,
-                    {(NAMESPACE, name): 95},
+                    {(NAMESPACE, name): Objective()},
                     LOOKBACK,
                     args.step,
                     time.time(),

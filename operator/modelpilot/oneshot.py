@@ -121,12 +121,10 @@ def judge_models(
 ) -> list[Judged]:
     """Every model's verdict (sorted by namespace and name), from one batched fetch."""
     parsed = parse_models(docs)
-    percentile_of = {k: objective_of(spec).percentile for k, (spec, _) in parsed.items()}
+    objectives = {k: objective_of(spec) for k, (spec, _) in parsed.items()}
     end = time.time()
     fetched = asyncio.run(
-        source.fetch(
-            prometheus, percentile_of, lookback, step, end, scrape_interval=scrape_interval
-        )
+        source.fetch(prometheus, objectives, lookback, step, end, scrape_interval=scrape_interval)
     )
     now = datetime.fromtimestamp(end, UTC)
     out = []

@@ -87,8 +87,8 @@ def test_every_pattern_through_prometheus_in_one_batch(
 ) -> None:
     prom = PrometheusConnect(url=history_prometheus.url, disable_ssl=True)
     scenarios = {s.name: s for s in catalogue()}
-    keys = {(NAMESPACE, name): 95 for name in scenarios}
-    keys[(NAMESPACE, "never-scraped")] = 95
+    keys = {(NAMESPACE, name): Objective() for name in scenarios}
+    keys[(NAMESPACE, "never-scraped")] = Objective()
     fetched = asyncio.run(source.fetch(prom, keys, SIX_HOURS, 60, time.time()))
     assert fetched.queries <= 10
     for name, want in EXPECTED.items():

@@ -39,9 +39,17 @@ def extras(start: float, end: float) -> list[Series]:
         "modelpilot_time_to_first_byte_seconds",
         "modelpilot_request_size_bytes",
         "modelpilot_response_size_bytes",
+        "modelpilot_time_to_first_token_seconds",
+        "modelpilot_time_per_output_token_seconds",
     ):
         for le, share in (("0.1", 0.5), ("1", 0.9), ("1000", 1.0), ("+Inf", 1.0)):
             growing(f"{histogram}_bucket", {**meter, "status_class": "2xx", "le": le}, 10 * share)
+    for direction, per_second in (("input", 400), ("output", 90)):
+        growing(
+            "modelpilot_tokens_total",
+            {**meter, "direction": direction, "source": "usage"},
+            per_second,
+        )
     for le, share in (("1", 0.5), ("10", 1.0), ("+Inf", 1.0)):
         growing("modelpilot_time_in_async_queue_seconds_bucket", {**meter, "le": le}, share)
     for condition, value in (("true", 2), ("false", 1), ("unknown", 0)):
@@ -96,6 +104,9 @@ def test_dashboard_shape() -> None:
         "End-to-end response time",
         "Inference time",
         "Time to first byte",
+        "Time to first token",
+        "Time per output token",
+        "Tokens",
         "Request size",
         "Response size",
         "Replicas",

@@ -118,3 +118,23 @@ def test_after_a_change_only_the_history_since_it_is_judged() -> None:
     # Changed long ago: the hours since then still thrash, so the advice stands.
     old = evaluate_since_change("ns", "m", h, scenario.settings, objective, h.times[0])
     assert "Thrash" in by_reason(old)
+
+
+@pytest.mark.parametrize("name", ["capacity", "target-too-high"])
+def test_engine_saturation_is_evidence_and_its_absence_changes_nothing(name: str) -> None:
+    scenario = SCENARIOS[name]
+    steps = simulate(scenario, SIX_HOURS)
+    objective = Objective(seconds=scenario.objective_ms / 1000 if scenario.objective_ms else None)
+    plain = history(steps, 1.7e9)
+    full = plain.model_copy(
+        update={"kv_cache": [1.0] * len(steps), "engine_queue": [3.0] * len(steps)}
+    )
+    without = evaluate("ns", name, plain, scenario.settings, objective).recommendations[0]
+    with_engine = evaluate("ns", name, full, scenario.settings, objective).recommendations[0]
+    assert "kvCacheUsageP95" not in without.evidence
+    assert (with_engine.reason, with_engine.recommended) == (without.reason, without.recommended)
+    assert with_engine.evidence["kvCacheUsageP95"] == 1.0
+    assert with_engine.evidence["engineQueueP95"] == 3.0
+    assert with_engine.evidence["engineSaturatedShare"] == 1.0
+    assert with_engine.confidence >= without.confidence
+    assert "The engine itself was saturated 100%" in with_engine.message

@@ -6,6 +6,12 @@ from modelpilot.advisor.rules import MIN_POINTS, RULES, build_context
 from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 
 REQUIRED_COVERAGE = 0.6
+# How a missing latency is named: TTFT and TPOT exist only for streamed OpenAI-style traffic.
+LATENCY_NAMES = {
+    "EndToEnd": "latency",
+    "TimeToFirstToken": "time to first token (streamed OpenAI-compatible requests)",
+    "TimePerOutputToken": "time per output token (streamed OpenAI-compatible requests)",
+}
 
 
 def missing_signals(history: History | None) -> list[str]:
@@ -35,7 +41,10 @@ def evaluate(
     settings: AutoscalingSpec,
     objective: Objective,
 ) -> Evaluation:
-    missing = missing_signals(history)
+    missing = [
+        LATENCY_NAMES[objective.metric] if signal == "latency" else signal
+        for signal in missing_signals(history)
+    ]
     if missing or history is None:
         return Evaluation(
             namespace=namespace,
@@ -93,4 +102,6 @@ def objective_of(spec: ModelDeploymentSpec) -> Objective:
     target = spec.advisor.latency_objective
     if target is None:
         return Objective()
-    return Objective(percentile=target.percentile, seconds=target.milliseconds / 1000)
+    return Objective(
+        metric=target.metric, percentile=target.percentile, seconds=target.milliseconds / 1000
+    )

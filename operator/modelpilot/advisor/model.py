@@ -5,6 +5,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, Field
 
 from modelpilot.api.base import ApiModel
+from modelpilot.api.spec import LatencyMetric
 from modelpilot.settings import SettingField
 
 Reason = Literal[
@@ -20,7 +21,18 @@ REASONS: tuple[str, ...] = get_args(Reason)
 Series = list[float | None]  # one value per grid point; None = no data there
 Evidence = float | int | str | list[float] | dict[str, float]
 
-SIGNALS = ("concurrency", "latency", "rps", "errors", "active", "starting", "desired", "queue")
+SIGNALS = (
+    "concurrency",
+    "latency",
+    "rps",
+    "errors",
+    "active",
+    "starting",
+    "desired",
+    "queue",
+    "engine_queue",
+    "kv_cache",
+)
 
 
 class History(BaseModel):
@@ -29,13 +41,17 @@ class History(BaseModel):
     times: list[float]
     step: float
     concurrency: Series = Field(default_factory=list)  # average in-flight + queued requests
-    latency: Series = Field(default_factory=list)  # end-to-end, at the objective percentile (s)
+    latency: Series = Field(default_factory=list)  # the objective's latency and percentile (s)
     rps: Series = Field(default_factory=list)  # requests/s, all classes
     errors: Series = Field(default_factory=list)  # 5xx requests/s
     active: Series = Field(default_factory=list)
     starting: Series = Field(default_factory=list)
     desired: Series = Field(default_factory=list)
     queue: Series = Field(default_factory=list)  # async queue size
+    # The serving engine's own, when scraped (see advisor.source): requests waiting inside
+    # the engine, and the share of its KV cache in use (0..1).
+    engine_queue: Series = Field(default_factory=list)
+    kv_cache: Series = Field(default_factory=list)
     gpu_utilization: Series = Field(default_factory=list)  # percent, when known
 
     def since(self, t: float) -> "History":
@@ -73,5 +89,6 @@ class Evaluation(ApiModel):
 class Objective(BaseModel):
     """Latency to judge against: the user's objective, or the model's quiet baseline."""
 
+    metric: LatencyMetric = "EndToEnd"
     percentile: int = 95
     seconds: float | None = None  # None: derive from the quiet-period baseline

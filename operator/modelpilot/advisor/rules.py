@@ -119,6 +119,53 @@ def _baseline(h: History, per_replica: Series) -> float:
     return statistics.median(lat for c, lat in pairs if c <= cut)
 
 
+KV_CACHE_FULL = 0.9
+
+
+def _value(values: Series, i: int) -> float | None:
+    return values[i] if i < len(values) else None  # a series not fetched is shorter
+
+
+def _at(values: Series, points: list[int]) -> list[float]:
+    return _known([_value(values, i) for i in points])
+
+
+@dataclass
+class Engine:
+    """What the serving engine itself said at some points, when it is scraped."""
+
+    evidence: dict[str, Evidence]
+    saturated: float | None  # share of those points with a full KV cache or a queue
+
+    def clause(self) -> str:
+        if not self.saturated:
+            return ""
+        return (
+            f" The engine itself was saturated {self.saturated * 100:.0f}% of that time (KV "
+            f"cache {KV_CACHE_FULL * 100:.0f}%+ full or requests waiting inside it)."
+        )
+
+
+def engine_at(ctx: Context, points: list[int]) -> Engine:
+    """vLLM/SGLang/TGI's waiting requests and KV-cache use at `points`; absent, nothing."""
+    h = ctx.history
+    kv, waiting = _at(h.kv_cache, points), _at(h.engine_queue, points)
+    evidence: dict[str, Evidence] = {}
+    if kv:
+        evidence["kvCacheUsageP95"] = round(percentile(kv, 95), 3)
+    if waiting:
+        evidence["engineQueueP95"] = round(percentile(waiting, 95), 2)
+    flags = []
+    for i in points:
+        kv_i, waiting_i = _value(h.kv_cache, i), _value(h.engine_queue, i)
+        if kv_i is not None or waiting_i is not None:
+            flags.append((kv_i or 0) >= KV_CACHE_FULL or (waiting_i or 0) >= 1)
+    saturated = round(sum(flags) / len(flags), 2) if flags else None
+    if saturated is not None:
+        evidence["engineSaturatedShare"] = saturated
+    return Engine(evidence, saturated)
+
+
 def _delay_for(ctx: Context, gaps: list[float]) -> int:
     """A scale-down delay longer than the quiet spells seen: a spell lasted the current
     delay plus the gap until load came back."""
@@ -211,6 +258,7 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
     needed = math.ceil(demand / ctx.capacity)
     value = max(s.max_replicas + 1, math.ceil(needed * 1.2))
     latency = _known([ctx.history.latency[i] for i in pinned])
+    engine = engine_at(ctx, pinned)
     return Recommendation(
         setting="max_replicas",
         current=s.max_replicas,
@@ -221,7 +269,7 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
             f"{about(len(pinned) * ctx.step)} while latency stayed over "
             f"{ctx.threshold * 1000:.0f} ms: peak demand {demand:.1f} needs {needed} "
             f"replicas at {ctx.capacity:g} each. Raise maxReplicas to {value} (20% "
-            "headroom), or raise concurrencyTarget if the model has headroom."
+            "headroom), or raise concurrencyTarget if the model has headroom." + engine.clause()
         ),
         evidence={
             "pinnedSeconds": round(len(pinned) * ctx.step),
@@ -231,8 +279,11 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
             "perReplicaCapacity": ctx.capacity,
             "latencyWhilePinnedSeconds": round(statistics.median(latency), 3),
             "latencyThresholdSeconds": round(ctx.threshold, 3),
+            **engine.evidence,
         },
-        confidence=round(min(0.95, 0.5 + sum(states) / len(states) / 2), 2),
+        confidence=round(
+            min(0.95, 0.5 + sum(states) / len(states) / 2 + 0.1 * (engine.saturated or 0)), 2
+        ),
     )
 
 
@@ -331,6 +382,7 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
     value = max(1, math.floor(ok_load * 100 / s.target_utilization_percentage))
     if value >= s.concurrency_target:
         value = max(1, s.concurrency_target - 1)
+    engine = engine_at(ctx, bad)
     return Recommendation(
         setting="concurrency_target",
         current=s.concurrency_target,
@@ -340,15 +392,25 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
             f"Latency was over {ctx.threshold * 1000:.0f} ms {len(bad) * 100 // len(judged)}"
             f"% of the busy time while replicas stayed below max and each carried about "
             f"its target: the model meets the objective up to {ok_load} concurrent "
-            f"requests per replica. Lower concurrencyTarget to {value}."
+            f"requests per replica. Lower concurrencyTarget to {value}." + engine.clause()
         ),
         evidence={
             "degradedShare": round(len(bad) / len(judged), 2),
             "latencyByPerReplicaConcurrency": {str(k): round(v, 3) for k, v in table.items()},
             "highestConcurrencyMeetingObjective": ok_load,
             "latencyThresholdSeconds": round(ctx.threshold, 3),
+            **engine.evidence,
         },
-        confidence=round(min(0.9, 0.4 + len(bad) / len(judged) / 2 + (0.1 if fine else 0)), 2),
+        confidence=round(
+            min(
+                0.9,
+                0.4
+                + len(bad) / len(judged) / 2
+                + (0.1 if fine else 0)
+                + 0.1 * (engine.saturated or 0),
+            ),
+            2,
+        ),
     )
 
 

@@ -12,22 +12,54 @@ from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
-from modelpilot.advisor.model import History
+from modelpilot.advisor.model import History, Objective
 from modelpilot.api import Key
+from modelpilot.api.spec import LatencyMetric
 
 BY = "namespace, model_deployment"
 LATENCY_SHARDS = 2
 
 
+# The histogram behind each kind of latency objective.
+LATENCY_SERIES: dict[LatencyMetric, str] = {
+    "EndToEnd": "modelpilot_end_to_end_response_time_seconds",
+    "TimeToFirstToken": "modelpilot_time_to_first_token_seconds",
+    "TimePerOutputToken": "modelpilot_time_per_output_token_seconds",
+}
+# The serving engine's own signals, where Prometheus scrapes them with the model's labels:
+# requests waiting in the engine, and the share of its KV cache in use (0..1). Names as vLLM
+# (current, then pre-0.7), SGLang and TGI document them; the first that exists wins.
+ENGINE_QUEUE = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size")
+KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage")
+
+LatencyKind = tuple[LatencyMetric, int]
+DEFAULT_KIND: LatencyKind = ("EndToEnd", 95)
+
+
+def kind_of(objective: Objective) -> LatencyKind:
+    return objective.metric, objective.percentile
+
+
+def latency_query(kind: LatencyKind) -> str:
+    return f"latency:{kind[0]}@{kind[1]}"
+
+
 def queries(
-    step: int, percentiles: Iterable[int], matchers: str = "", scrape_interval: int = 15
+    step: int,
+    kinds: Iterable[LatencyKind],
+    matchers: str = "",
+    scrape_interval: int = 15,
 ) -> dict[str, str]:
-    """Signal (or latency@percentile) -> PromQL covering every model at once, or only those
-    that `matchers` (e.g. 'namespace="a"') select."""
+    """Signal (or latency:metric@percentile) -> PromQL covering every model at once, or only
+    those that `matchers` (e.g. 'namespace="a"') select."""
     # Each point's rate() covers twice the step (no request falls between points), and at
     # least four scrapes, so a missed scrape does not leave it with one sample.
     window = f"{max(2 * step, 4 * scrape_interval)}s"
     m = f"{{{matchers}}}" if matchers else ""
+
+    def first_of(names: tuple[str, ...], how: str) -> str:
+        return " or ".join(f"{how} by ({BY}) ({name}{m})" for name in names)
+
     out = {
         "concurrency": f"sum by ({BY}) (rate(modelpilot_concurrency_seconds_total{m}[{window}]))",
         "concurrency_gauge": f"sum by ({BY}) (avg_over_time(modelpilot_concurrent_requests{m}"
@@ -37,11 +69,13 @@ def queries(
         "replicas": f"max by ({BY}, state) (modelpilot_replicas{m})",
         "desired": f"max by ({BY}) (modelpilot_desired_replicas{m})",
         "queue": f"sum by ({BY}) (modelpilot_async_queue_size{m})",
+        "engine_queue": first_of(ENGINE_QUEUE, "sum"),
+        "kv_cache": first_of(KV_CACHE, "avg"),
     }
-    for p in sorted(set(percentiles)):
-        out[f"latency@{p}"] = (
+    for metric, p in sorted(set(kinds)):
+        out[latency_query((metric, p))] = (
             f"histogram_quantile({p / 100}, sum by ({BY}, le) "
-            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket{m}[{window}])))"
+            f"(rate({LATENCY_SERIES[metric]}_bucket{m}[{window}])))"
         )
     return out
 
@@ -50,7 +84,7 @@ def assemble(
     results: Mapping[str, list[dict[str, Any]]],
     times: list[float],
     step: float,
-    percentile_of: Mapping[Key, int],
+    kind_by_model: Mapping[Key, LatencyKind],
 ) -> dict[Key, History]:
     """Range-query results -> one History per model on the shared grid. A point with no
     sample stays None: missing is unknown, never zero."""
@@ -73,6 +107,8 @@ def assemble(
                         "starting",
                         "desired",
                         "queue",
+                        "engine_queue",
+                        "kv_cache",
                     )
                 },
             )
@@ -113,11 +149,9 @@ def assemble(
                 put(getattr(history(k), labels["state"]), values)
             elif name == "desired":
                 put(history(k).desired, values)
-            elif name == "queue":
-                put(history(k).queue, values)
-            elif name.startswith("latency@") and percentile_of.get(k, 95) == int(
-                name.split("@")[1].split("#")[0]
-            ):
+            elif name in ("queue", "engine_queue", "kv_cache"):
+                put(getattr(history(k), name), values)
+            elif name.split("#")[0] == latency_query(kind_by_model.get(k, DEFAULT_KIND)):
                 put(history(k).latency, values)
     return histories
 
@@ -130,7 +164,7 @@ class Fetched:
 
 async def fetch(
     prometheus: PrometheusConnect,
-    percentile_of: Mapping[Key, int],
+    objectives: Mapping[Key, Objective],
     lookback_seconds: int,
     step: int,
     end: float,
@@ -140,20 +174,21 @@ async def fetch(
     """All signals for all models: one range query each (raises on Prometheus errors)."""
     start = end - lookback_seconds
     times = [float(t) for t in range(int(start - start % step) + step, int(end) + 1, step)]
-    wanted = queries(step, percentile_of.values() or [95], matchers, scrape_interval)
+    kind_by_model = {key: kind_of(objective) for key, objective in objectives.items()}
+    wanted = queries(step, kind_by_model.values() or [DEFAULT_KIND], matchers, scrape_interval)
     # The latency quantile is by far the dearest query (every bucket of every pod at every
     # step) and Prometheus runs one query on one core: split it by model across cores.
-    if len(percentile_of) >= 2 * LATENCY_SHARDS and not matchers:
-        for name in [n for n in wanted if n.startswith("latency@")]:
-            percentile = int(name.split("@")[1])
-            models = sorted({m for (_, m), p in percentile_of.items() if p == percentile})
+    if len(kind_by_model) >= 2 * LATENCY_SHARDS and not matchers:
+        for kind in set(kind_by_model.values()):
+            name = latency_query(kind)
+            models = sorted({m for (_, m), k in kind_by_model.items() if k == kind})
             size = -(-len(models) // LATENCY_SHARDS)
             del wanted[name]
             for i in range(0, len(models), size):
                 # DNS-label names: only "." is special in a regex ("\\." inside PromQL quotes).
                 regex = "|".join(m.replace(".", "\\\\.") for m in models[i : i + size])
                 wanted[f"{name}#{i}"] = queries(
-                    step, [percentile], f'model_deployment=~"{regex}"', scrape_interval
+                    step, [kind], f'model_deployment=~"{regex}"', scrape_interval
                 )[name]
 
     async def one(query: str) -> list[dict[str, Any]]:
@@ -168,7 +203,7 @@ async def fetch(
 
     answers = await asyncio.gather(*(one(q) for q in wanted.values()))
     results = dict(zip(wanted, answers, strict=True))
-    return Fetched(assemble(results, times, step, percentile_of), queries=len(wanted))
+    return Fetched(assemble(results, times, step, kind_by_model), queries=len(wanted))
 
 
 def _dt(ts: float) -> datetime:

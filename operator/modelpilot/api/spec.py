@@ -29,7 +29,13 @@ class AutoscalingSpec(ApiModel):
     scale_down_delay_seconds: int = Field(900, ge=0, le=86400)
 
 
+# Which latency an objective is about: request to last byte, to the first streamed token,
+# or the mean time between output tokens (the last two from OpenAI-compatible streams).
+LatencyMetric = Literal["EndToEnd", "TimeToFirstToken", "TimePerOutputToken"]
+
+
 class LatencyObjective(ApiModel):
+    metric: LatencyMetric = "EndToEnd"
     percentile: int = Field(95, ge=50, le=99)
     milliseconds: int = Field(ge=1)
 

@@ -48,11 +48,11 @@ class AdvisorLoop(Loop):
         if self.prometheus is None:
             self._unavailable(advised, "no Prometheus: start the operator with --prometheus-url")
             return
-        percentile_of = {k: objective_of(spec).percentile for k, (_, spec) in advised.items()}
+        objectives = {k: objective_of(spec) for k, (_, spec) in advised.items()}
         try:
             fetched = await source.fetch(
                 self.prometheus,
-                percentile_of,
+                objectives,
                 self.lookback,
                 self.step,
                 time.time(),

@@ -127,15 +127,65 @@ def history(steps: list[Step], start: float, step: float = 15.0) -> History:
     )
 
 
+@dataclass(frozen=True)
+class Streaming:
+    """An LLM behind an OpenAI-compatible API, streamed: a step's latency is its time to
+    first token, and generation adds `generation_seconds` to the end-to-end time. Its
+    engine (vLLM) reports a KV cache that each request in flight on a replica fills by
+    `kv_per_request`, and requests that do not fit wait inside it."""
+
+    generation_seconds: float = 8.0
+    kv_per_request: float = 0.25
+
+
+class _Histogram:
+    """A histogram's cumulative buckets, count and sum, fed a step's requests at a time."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.buckets = dict.fromkeys((*TIME_BUCKETS, math.inf), 0.0)
+        self.count = self.total = 0.0
+
+    def observe(self, served: float, latency: float) -> None:
+        self.count += served
+        self.total += served * latency
+        # Spread each step's requests around its latency so quantiles interpolate sensibly.
+        for share, factor in ((0.2, 0.8), (0.3, 0.95), (0.3, 1.05), (0.15, 1.2), (0.05, 1.6)):
+            for le in self.buckets:
+                if latency * factor <= le:
+                    self.buckets[le] += served * share
+
+    def samples(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str], float]]:
+        out = [
+            (
+                f"{self.name}_bucket",
+                {**labels, "le": "+Inf" if math.isinf(le) else f"{le:g}"},
+                count,
+            )
+            for le, count in self.buckets.items()
+        ]
+        return [
+            *out,
+            (f"{self.name}_count", labels, self.count),
+            (f"{self.name}_sum", labels, self.total),
+        ]
+
+
 def series(
-    steps: list[Step], start: float, namespace: str, model: str, with_queue: bool = False
+    steps: list[Step],
+    start: float,
+    namespace: str,
+    model: str,
+    with_queue: bool = False,
+    streaming: Streaming | None = None,
 ) -> list[Series]:
-    """The contract series for these steps (meter and operator metrics)."""
+    """The contract series for these steps (meter and operator metrics), and the engine's
+    when the model is `streaming`."""
     meter = {"namespace": namespace, "model_deployment": model, "pod": f"{model}-0"}
     operator = {"namespace": namespace, "model_deployment": model}
     integral = requests = 0.0
-    buckets = dict.fromkeys((*TIME_BUCKETS, math.inf), 0.0)
-    total_latency = 0.0
+    end_to_end = _Histogram("modelpilot_end_to_end_response_time_seconds")
+    ttft = _Histogram("modelpilot_time_to_first_token_seconds")
     out: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
 
     def add(name: str, labels: dict[str, str], t: float, value: float) -> None:
@@ -149,38 +199,27 @@ def series(
         integral += s.concurrency * dt
         served = s.rps * dt
         requests += served
-        total_latency += served * s.latency
-        # Spread each step's requests around its latency so quantiles interpolate sensibly.
-        for share, factor in ((0.2, 0.8), (0.3, 0.95), (0.3, 1.05), (0.15, 1.2), (0.05, 1.6)):
-            latency = s.latency * factor
-            for le in buckets:
-                if latency <= le:
-                    buckets[le] += served * share
+        generation = streaming.generation_seconds if streaming else 0.0
+        end_to_end.observe(served, s.latency + generation)
+        ok = {**meter, "status_class": "2xx"}
+        histograms = [end_to_end]
+        if streaming:
+            ttft.observe(served, s.latency)
+            histograms.append(ttft)
+            per_replica = s.concurrency / s.active if s.active else 0.0
+            kv = per_replica * streaming.kv_per_request
+            fit = 1 / streaming.kv_per_request
+            add("vllm:kv_cache_usage_perc", meter, t, min(1.0, kv))
+            add("vllm:num_requests_waiting", meter, t, max(0.0, per_replica - fit) * s.active)
+        for histogram in histograms:
+            for name, labels, value in histogram.samples(ok):
+                add(name, labels, t, value)
         add("modelpilot_concurrency_seconds_total", {**meter, "state": "active"}, t, integral)
         add(
             "modelpilot_requests_total",
             {**meter, "status_code": "200", "status_class": "2xx", "is_async": "false"},
             t,
             requests,
-        )
-        for le, count in buckets.items():
-            add(
-                "modelpilot_end_to_end_response_time_seconds_bucket",
-                {**meter, "status_class": "2xx", "le": "+Inf" if math.isinf(le) else f"{le:g}"},
-                t,
-                count,
-            )
-        add(
-            "modelpilot_end_to_end_response_time_seconds_count",
-            {**meter, "status_class": "2xx"},
-            t,
-            requests,
-        )
-        add(
-            "modelpilot_end_to_end_response_time_seconds_sum",
-            {**meter, "status_class": "2xx"},
-            t,
-            total_latency,
         )
         for state, value in (("active", s.active), ("starting", s.starting), ("terminating", 0)):
             add("modelpilot_replicas", {**operator, "state": state}, t, value)

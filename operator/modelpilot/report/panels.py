@@ -58,19 +58,45 @@ PANELS = (
     Panel(
         "Time to first byte",
         "s",
-        "Includes queueing; a proxy for time to first token.",
+        "Includes queueing; a proxy for time to first token where the model does not stream "
+        "OpenAI-style responses.",
         _percentiles("modelpilot_time_to_first_byte_seconds"),
+    ),
+    Panel(
+        "Time to first token",
+        "s",
+        "Streamed OpenAI-compatible requests: received to the first chunk carrying content "
+        "(includes queueing).",
+        _percentiles("modelpilot_time_to_first_token_seconds"),
+    ),
+    Panel(
+        "Time per output token",
+        "s",
+        "Streamed OpenAI-compatible requests: the mean gap between output tokens after the first.",
+        _percentiles("modelpilot_time_per_output_token_seconds"),
+    ),
+    Panel(
+        "Tokens",
+        "short",
+        "Input and output tokens per second of OpenAI-compatible requests (from the "
+        "responses' usage, or streamed deltas counted).",
+        (
+            (
+                f"sum by (direction) (rate(modelpilot_tokens_total{{{SEL}}}[$__rate_interval]))",
+                "{{direction}}",
+            ),
+        ),
     ),
     Panel(
         "Request size",
         "bytes",
-        "A proxy for input tokens.",
+        "A proxy for input tokens where the Tokens panel has no data.",
         _percentiles("modelpilot_request_size_bytes"),
     ),
     Panel(
         "Response size",
         "bytes",
-        "A proxy for generated tokens.",
+        "A proxy for generated tokens where the Tokens panel has no data.",
         _percentiles("modelpilot_response_size_bytes"),
     ),
     Panel(

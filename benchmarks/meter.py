@@ -5,11 +5,16 @@
 2. Added latency: an open-loop generator (fixed request rate, 64 connections, latency
    counted from each request's scheduled time) against the direct and the metered path.
 3. Soak: mixed traffic (JSON, SSE streams, errors) through the meter; its RSS growth.
+4. Streams: OpenAI-style streamed chat completions directly, through a meter that reads
+   tokens (TTFT, TPOT, usage) and through one started with --no-openai-metrics: time to
+   the first token and the gap between chunks as the client sees them, and the meter's
+   CPU time per streamed chunk.
 
 Targets: added p50 <= 1 ms, added p99 <= 3 ms, >= 2,000 requests/s through the meter on
 one core, RSS growth < 10 MB over a 10-minute soak.
 
 Run: .venv/bin/python benchmarks/meter.py [--rate 1000] [--soak-seconds 600]
+     .venv/bin/python benchmarks/meter.py --streams-only   (part 4 alone, about a minute)
 """
 
 import argparse
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +34,7 @@ import aiohttp
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 
 CONNECTIONS = 64
+CONCURRENT = 8  # streams at once: the client and upstream share one core and must keep up
 
 
 def ensure_wrk() -> str:
@@ -126,6 +133,95 @@ async def soak(meter: MeterProcess, seconds: float, rate: float) -> list[tuple[f
     return samples
 
 
+@dataclass
+class StreamStats:
+    ttft: list[float]  # request sent -> first content chunk, per stream (seconds)
+    gaps: list[float]  # between consecutive content chunks
+    cpu_per_chunk: float | None  # the meter's CPU seconds per content chunk
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def streams(
+    url: str, count: int, tokens: int, concurrency: int, pid: int | None
+) -> StreamStats:
+    """`count` streamed chat completions of `tokens` tokens, `concurrency` at a time."""
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    stats = StreamStats([], [], None)
+    chunks = 0
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def one() -> None:
+            nonlocal chunks
+            async with gate:
+                sent = time.perf_counter()
+                last = None
+                async with http.post(url + "/v1/chat/completions", json=body) as resp:
+                    async for line in resp.content:
+                        if b'"content"' not in line:
+                            continue
+                        now = time.perf_counter()
+                        if last is None:
+                            stats.ttft.append(now - sent)
+                        else:
+                            stats.gaps.append(now - last)
+                        last = now
+                        chunks += 1
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))  # warm the pools
+        stats.ttft.clear()
+        stats.gaps.clear()
+        chunks = 0
+        before = cpu_seconds(pid) if pid else 0.0
+        await asyncio.gather(*(one() for _ in range(count)))
+        if pid:
+            stats.cpu_per_chunk = (cpu_seconds(pid) - before) / chunks
+    return stats
+
+
+def stream_report(
+    paths: dict[str, tuple[str, int | None]], count: int, tokens: int, rounds: int = 3
+) -> list[str]:
+    """Each path in turn, `rounds` times interleaved (same traffic; drift hits all alike),
+    described against the direct path. CPU per chunk is the median of the rounds."""
+    runs: dict[str, list[StreamStats]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (url, pid) in paths.items():
+            runs[name].append(asyncio.run(streams(url, count // rounds, tokens, CONCURRENT, pid)))
+
+    def merged(name: str) -> tuple[float, float, float, float | None]:
+        ttft = [t for r in runs[name] for t in r.ttft]
+        gaps = [g for r in runs[name] for g in r.gaps]
+        cpu = [r.cpu_per_chunk for r in runs[name] if r.cpu_per_chunk is not None]
+        return pct(ttft, 50), pct(ttft, 99), sum(gaps) / len(gaps), pct(cpu, 50) if cpu else None
+
+    d50, _, dgap, _ = merged("direct")
+    lines = []
+    for name in paths:
+        t50, t99, gap, cpu = merged(name)
+        added = ""
+        if name != "direct":
+            added = (
+                f" (+{(t50 - d50) * 1000:.2f} ms to the first token, "
+                f"{(gap - dgap) * 1e6:+.0f} us per chunk)"
+            )
+        lines.append(
+            f"  {name:24s} TTFT p50 {t50 * 1000:5.2f} ms p99 {t99 * 1000:6.2f} ms, "
+            f"chunk gap {gap * 1000:.2f} ms{added}"
+            + (f", meter CPU {cpu * 1e6:.0f} us/chunk" if cpu else "")
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000, help="open-loop requests/s")
@@ -133,6 +229,9 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--soak-seconds", type=float, default=600)
     parser.add_argument("--soak-rate", type=float, default=300)
+    parser.add_argument("--streams", type=int, default=400, help="streams per path")
+    parser.add_argument("--stream-tokens", type=int, default=64)
+    parser.add_argument("--streams-only", action="store_true", help="run part 4 only")
     args = parser.parse_args()
     wrk = ensure_wrk()
     if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
@@ -140,15 +239,36 @@ def main() -> None:
     pin(os.getpid(), 1)  # this process (load generator) and the upstream share core 1
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-meter-"))
-    upstream = FakeModelProcess(workdir, base_ms=0, per_request_ms=0, token_ms=5)
+    upstream = FakeModelProcess(
+        workdir, base_ms=0, per_request_ms=0, token_ms=5, token_per_request_ms=0
+    )
     pin(upstream.proc.pid, 1)
     meters = {
         "uvloop": MeterProcess(workdir, upstream.url),
         "asyncio": MeterProcess(workdir, upstream.url, no_uvloop=True),
+        "plain": MeterProcess(workdir, upstream.url, openai_metrics=False),
     }
     try:
         for m in meters.values():
             pin(m.proc.pid, 0)
+        print(
+            f"streams: {args.streams} OpenAI-style streamed chat completions of "
+            f"{args.stream_tokens} tokens per path, {CONCURRENT} at a time (tokens 5 ms apart), "
+            "three interleaved rounds:"
+        )
+        stream_lines = stream_report(
+            {
+                "direct": (upstream.url, None),
+                "meter, tokens not read": (meters["plain"].url, meters["plain"].proc.pid),
+                "meter, tokens read": (meters["uvloop"].url, meters["uvloop"].proc.pid),
+            },
+            args.streams,
+            args.stream_tokens,
+        )
+        print("\n".join(stream_lines))
+        meters.pop("plain").stop()
+        if args.streams_only:
+            return
         path = "/status/200"
         print(f"throughput, wrk -c{CONNECTIONS} {args.wrk_seconds}s each:")
         direct_rps = wrk_rps(wrk, upstream.url + path, args.wrk_seconds)
@@ -183,6 +303,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nmeter benchmark summary")
+    print("  streams (figures above):\n" + "\n".join(stream_lines))
     print(
         f"  added latency: p50 {(m50 - d50) * 1000:+.2f} ms (target <= 1), "
         f"p99 {(m99 - d99) * 1000:+.2f} ms (target <= 3)"

@@ -311,6 +311,21 @@ async def test_async_request_is_accepted_queued_and_fetched(
         assert resp.status == 404
 
 
+async def test_an_async_chat_completion_counts_its_tokens(
+    meter: MeterProcess, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(
+        f"{meter.url}/v1/chat/completions", json=CHAT, headers={"Prefer": "respond-async"}
+    ) as resp:
+        assert resp.status == 202
+    assert await until(
+        lambda: meter.value("modelpilot_requests_total", is_async="true", status_code="200") == 1
+    )
+    assert meter.value("modelpilot_tokens_total", direction="input") == PROMPT_TOKENS
+    assert meter.value("modelpilot_tokens_total", direction="output") == 3
+    assert meter.value("modelpilot_time_to_first_token_seconds_count") == 0  # nobody waited
+
+
 async def test_large_upload_streams_without_buffering(
     meter: MeterProcess, model: FakeModelProcess, http: aiohttp.ClientSession
 ) -> None:

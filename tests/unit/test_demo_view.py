@@ -54,6 +54,8 @@ def test_live_view_fits_100_columns_and_shows_what_matters() -> None:
         p50=0.243,
         p95=None,
         concurrency=7.25,
+        ttft_p95=0.31,
+        tokens={"input": 41.0, "output": 150.4},
         scale_events=[ScaleEvent(100, 3, 4)],
         replicas_trend=[1, 4, 5, None, 3] * 50,
         p95_trend=[0.2, 8.0],
@@ -65,6 +67,7 @@ def test_live_view_fits_100_columns_and_shows_what_matters() -> None:
     assert "not ready 1" in text and "restarts 2" in text
     assert "2xx 38.5/s   4xx 0.8/s   5xx 0.0/s" in text
     assert "p50 243 ms   p95 ?" in text  # unknown, not 0
+    assert "TTFT p95 310 ms   in 41/s   out 150/s" in text
     assert "last 00:30 ago (3 -> 4)" in text
     assert "PrematureScaleDown: scaleDownDelaySeconds 10 -> 60" in text
     assert "evidence: downToUpGapsSeconds=[10, 15, 5]" in text
@@ -75,6 +78,7 @@ def test_no_meter_series_reads_unknown() -> None:
     frame = Frame("m", "Recommend", 0, 60, "p", status={})
     text = "\n".join(render(frame))
     assert "? (no meter series yet)" in text and "desired ?" in text
+    assert "TTFT p95 ?   tokens/s ?" in text
 
 
 def test_recommendation_wraps_inside_the_width() -> None:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from modelpilot.meter.openai import BodyReader, StreamReader, Tokens, is_openai, reader_for
+from modelpilot.meter.openai import (
+    BodyReader,
+    StreamReader,
+    Tokens,
+    is_openai,
+    reader_for,
+    tokens_in,
+)
 
 DATA = Path(__file__).parents[1] / "data" / "openai"
 START = 0.5
@@ -155,3 +162,13 @@ def test_only_openai_paths_and_their_content_types_are_read() -> None:
     assert isinstance(reader_for("text/event-stream; charset=utf-8", 0), StreamReader)
     assert isinstance(reader_for("application/json", 0), BodyReader)
     assert reader_for("text/plain", 0) is None
+
+
+def test_a_whole_body_held_for_an_async_client_counts_tokens_only() -> None:
+    sse = (DATA / "vllm-chat-stream-usage.sse").read_bytes()
+    assert tokens_in("POST", "/v1/chat/completions", 200, "text/event-stream", sse) == Tokens(
+        input=21, output=7, source="usage"
+    )
+    chat = (DATA / "vllm-chat.json").read_bytes()
+    assert tokens_in("POST", "/v1/chat/completions", 500, "application/json", chat) is None
+    assert tokens_in("POST", "/predict", 200, "application/json", chat) is None

@@ -120,7 +120,9 @@ class PrometheusView:
         return result
 
     async def read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        unknown: dict[str, Any] = {"rps": None, "p50": None, "p95": None, "concurrency": None}
+        unknown: dict[str, Any] = dict.fromkeys(
+            ("rps", "p50", "p95", "concurrency", "ttft_p95", "tokens")
+        )
         try:
             return await self._read(session)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
@@ -128,13 +130,15 @@ class PrometheusView:
 
     async def _read(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         m = self.match
-        rps, p50, p95, conc = await asyncio.gather(
+        rps, p50, p95, conc, ttft, tokens = await asyncio.gather(
             self._query(
                 session, f"sum by (status_class) (rate(modelpilot_requests_total{m}[10s]))"
             ),
             self._query(session, self._quantile(0.5)),
             self._query(session, self._quantile(0.95)),
             self._query(session, f"sum(rate(modelpilot_concurrency_seconds_total{m}[10s]))"),
+            self._query(session, self._quantile(0.95, "modelpilot_time_to_first_token_seconds")),
+            self._query(session, f"sum by (direction) (rate(modelpilot_tokens_total{m}[10s]))"),
         )
 
         def scalar(result: list[dict[str, Any]]) -> float | None:
@@ -149,13 +153,16 @@ class PrometheusView:
             "p50": scalar(p50),
             "p95": scalar(p95),
             "concurrency": scalar(conc),
+            "ttft_p95": scalar(ttft),
+            "tokens": {r["metric"].get("direction", "?"): float(r["value"][1]) for r in tokens}
+            if tokens
+            else None,
         }
 
-    def _quantile(self, q: float) -> str:
-        return (
-            f"histogram_quantile({q}, sum by (le) "
-            f"(rate(modelpilot_end_to_end_response_time_seconds_bucket{self.match}[10s])))"
-        )
+    def _quantile(
+        self, q: float, histogram: str = "modelpilot_end_to_end_response_time_seconds"
+    ) -> str:
+        return f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{self.match}[10s])))"
 
 
 class ModelClient:
@@ -294,7 +301,8 @@ class Demo:
         concurrency = meters["concurrency"]
         summary = (
             f"[{clock(now)}] replicas {desired} (active {replicas.get('active')}, starting "
-            f"{replicas.get('starting')}) · p95 {ms(meters['p95'])} · concurrency "
+            f"{replicas.get('starting')}) · p95 {ms(meters['p95'])} · TTFT p95 "
+            f"{ms(meters['ttft_p95'])} · concurrency "
             f"{'?' if concurrency is None else round(concurrency, 1)} · "
             f"{len(self.events)} scale events"
         )

@@ -1,8 +1,10 @@
-"""The demo's clients: open-loop requests on an on/off pattern, spread over a Service's
-ready endpoints (what a client behind kube-proxy sees), every outcome recorded."""
+"""The demo's clients: open-loop streamed chat completions on an on/off pattern, spread
+over a Service's ready endpoints (what a client behind kube-proxy sees), every outcome
+recorded."""
 
 import asyncio
 import itertools
+import json
 import random
 import time
 from collections.abc import Callable
@@ -11,6 +13,16 @@ from dataclasses import dataclass, field
 import aiohttp
 
 Endpoints = Callable[[], list[str]]  # host:port of each ready endpoint
+# A short streamed chat completion, with usage, as an OpenAI client sends it.
+CHAT = json.dumps(
+    {
+        "model": "sample",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+).encode()
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class Outcome:
 class Traffic:
     pattern: Pattern
     endpoints: Endpoints
-    path: str = "/predict"
+    path: str = "/v1/chat/completions"
     timeout: float = 30.0
     seed: int = 7
     outcomes: list[Outcome] = field(default_factory=list)
@@ -81,7 +93,7 @@ class Traffic:
             self.outcomes.append(Outcome(self.elapsed(), 0.0, "error"))
             return
         url = f"http://{targets[n % len(targets)]}{self.path}"
-        body = b"{not json" if bad else b'{"input": "hello"}'
+        body = b"{not json" if bad else CHAT
         try:
             async with session.post(
                 url, data=body, headers={"Content-Type": "application/json"}

@@ -43,6 +43,8 @@ class Frame:
     p50: float | None = None
     p95: float | None = None
     concurrency: float | None = None
+    ttft_p95: float | None = None  # time to first token
+    tokens: Mapping[str, float] | None = None  # per second, by direction (input, output)
     scale_events: Sequence[ScaleEvent] = ()
     replicas_trend: Sequence[float | None] = ()
     p95_trend: Sequence[float | None] = ()
@@ -74,6 +76,12 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
         "·" if v is None else BARS[min(len(BARS) - 1, int((v - low) / span * len(BARS)))]
         for v in shown
     )
+
+
+def token_rates(tokens: Mapping[str, float] | None) -> str:
+    if tokens is None:
+        return "tokens/s ?"
+    return f"in {tokens.get('input', 0.0):.0f}/s   out {tokens.get('output', 0.0):.0f}/s"
 
 
 def settings_line(settings: Mapping[str, Any]) -> str:
@@ -130,6 +138,7 @@ def render(frame: Frame) -> list[str]:
         f"latency    p50 {ms(frame.p50)}   p95 {ms(frame.p95)}   concurrency "
         f"{num(None if frame.concurrency is None else round(frame.concurrency, 1))}"
         "   (meters, last 10 s)",
+        f"tokens     TTFT p95 {ms(frame.ttft_p95)}   {token_rates(frame.tokens)}",
         f"settings   {settings_line(settings)}",
         f"scaling    {len(frame.scale_events)} scale event(s)"
         + (

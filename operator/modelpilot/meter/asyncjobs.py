@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from modelpilot.meter.admission import Admission
 from modelpilot.meter.classify import http_class
 from modelpilot.meter.metrics import MeterMetrics
+from modelpilot.meter.openai import tokens_in
 
 ASYNC_PATH = "/_modelpilot/async/"
 
@@ -46,8 +47,10 @@ class AsyncJobs:
         max_body: int,
         ttl: float,
         workers: int,
+        openai: bool = True,
     ) -> None:
         self.admission, self.metrics, self.upstream = admission, metrics, upstream
+        self.openai = openai
         self.max_body, self.ttl, self.workers = max_body, ttl, workers
         self.queue: deque[Job] = deque()
         self.jobs: dict[str, Job] = {}
@@ -155,4 +158,13 @@ class AsyncJobs:
             inference=job.done_at - started,
             request_bytes=len(job.body),
             response_bytes=len(job.result),
+            tokens=tokens_in(
+                job.method,
+                job.path_qs.partition("?")[0],
+                job.status,
+                job.content_type,
+                job.result,
+            )
+            if self.openai
+            else None,
         )

@@ -180,3 +180,16 @@ class BodyReader:
         if prompt is None and output is None:
             return None
         return Tokens(prompt, output, "usage")
+
+
+def tokens_in(method: str, path: str, status: int, content_type: str, body: bytes) -> Tokens | None:
+    """Tokens of a whole response held for an async client: counts only (nobody saw its
+    first token arrive, so no TTFT or TPOT)."""
+    if not (200 <= status < 300 and is_openai(method, path)):
+        return None
+    reader = reader_for(content_type, 0.0)
+    if reader is None:
+        return None
+    reader.feed(body, 0.0)
+    found = reader.result(complete=True)
+    return None if found is None else Tokens(found.input, found.output, found.source)

@@ -83,6 +83,7 @@ class Proxy:
             config.async_max_body_bytes,
             config.async_result_ttl,
             workers=config.max_concurrency or 16,
+            openai=config.openai_metrics,
         )
 
     async def start(self) -> None:

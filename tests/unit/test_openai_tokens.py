@@ -162,6 +162,8 @@ def test_only_openai_paths_and_their_content_types_are_read() -> None:
     assert isinstance(reader_for("text/event-stream; charset=utf-8", 0), StreamReader)
     assert isinstance(reader_for("application/json", 0), BodyReader)
     assert reader_for("text/plain", 0) is None
+    assert reader_for("application/json", 0, "gzip") is None  # passed on compressed, unread
+    assert isinstance(reader_for("application/json", 0, "identity"), BodyReader)
 
 
 def test_a_whole_body_held_for_an_async_client_counts_tokens_only() -> None:

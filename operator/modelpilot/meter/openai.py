@@ -38,8 +38,13 @@ def is_openai(method: str, path: str) -> bool:
     return method == "POST" and path.endswith(OPENAI_PATHS)
 
 
-def reader_for(content_type: str, start: float) -> "StreamReader | BodyReader | None":
-    """The reader for a successful response of this content type, if it has one."""
+def reader_for(
+    content_type: str, start: float, encoding: str = ""
+) -> "StreamReader | BodyReader | None":
+    """The reader for a successful response of this content type, if it has one. A
+    compressed body passes as it came (the meter does not decompress): it is not read."""
+    if encoding.strip().lower() not in ("", "identity"):
+        return None
     media = content_type.partition(";")[0].strip().lower()
     if media == "text/event-stream":
         return StreamReader(start)

@@ -222,7 +222,10 @@ class Proxy:
             return None
         if not is_openai(request.method, request.path):
             return None
-        return reader_for(upstream.headers.get("Content-Type", ""), ex.start)
+        headers = upstream.headers
+        return reader_for(
+            headers.get("Content-Type", ""), ex.start, headers.get("Content-Encoding", "")
+        )
 
     async def _error(
         self,

@@ -291,6 +291,71 @@ def advise(
     )
 
 
+@main.command()
+@click.argument("name")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@_prometheus_url
+@_from_file("ModelDeployments from this YAML (one or many documents)")
+@click.option(
+    "--set",
+    "candidates",
+    multiple=True,
+    metavar="SETTING=VALUE[,...]",
+    help="A candidate: settings to change, e.g. minReplicas=2,scaleDownDelaySeconds=600 "
+    "(repeat for more candidates).",
+)
+@click.option(
+    "--trace",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Replay this arrival trace (CSV, first column a timestamp) instead of the model's "
+    "own traffic.",
+)
+@click.option(
+    "--lookback",
+    default="6h",
+    show_default=True,
+    callback=_duration,
+    help="History to fit and replay (e.g. 6h, 90m).",
+)
+@click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
+@_scrape_interval("scrape_interval")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+)
+def whatif(
+    name: str,
+    namespace: str,
+    prometheus_url: str,
+    from_file: str | None,
+    candidates: tuple[str, ...],
+    trace: str | None,
+    lookback: int,
+    step: int,
+    scrape_interval: int,
+    output: str,
+) -> None:
+    """Replay a model's traffic under its current settings and under candidates: cost,
+    latency, objective attainment, cold starts and scale events side by side."""
+    from modelpilot.advisor.command import run_whatif
+
+    run_whatif(
+        name=name,
+        namespace=namespace,
+        prometheus_url=prometheus_url,
+        from_file=from_file,
+        candidates=candidates,
+        trace=trace,
+        lookback=lookback,
+        step=step,
+        scrape_interval=scrape_interval,
+        output=output,
+    )
+
+
 @main.command("gpu-agent")
 @click.option("--listen", default="0.0.0.0:9400", show_default=True, help="host:port for /metrics.")
 @click.option(

@@ -2,32 +2,20 @@
 scaling rule, simulated step by step. They give the advisor's tests, benchmark and demo
 the contract series of a situation (thrash, cold starts, ...) without waiting hours.
 
-The model: each active replica serves its share of the in-flight requests with latency
-base + per_request x (per-replica concurrency - 1); in-flight requests follow Little's law
-(concurrency = arrival rate x latency). New replicas take `startup_seconds` to become
-active; meanwhile requests that find no active replica wait for one.
+The model and the step-by-step run are the advisor's replay (`modelpilot.advisor.replay`);
+here are the traffic patterns and the series Prometheus would hold.
 """
 
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from modelpilot.advisor.model import History
+from modelpilot.advisor.replay import Load, ModelBehaviour, Step, history, run
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.devcluster.prometheus import Series
 from modelpilot.meter.metrics import TIME_BUCKETS
-from modelpilot.scaler.policy import Observation, ScalerState, decide
 
-Load = Callable[[float], float]  # seconds since start -> requests per second
-
-
-@dataclass(frozen=True)
-class ModelBehaviour:
-    base_seconds: float = 0.2
-    per_request_seconds: float = 0.05
-    startup_seconds: float = 60.0
-    async_per_replica_rps: float = 0.0  # async requests one replica completes per second
+__all__ = ["ModelBehaviour", "Scenario", "Step", "catalogue", "history", "series", "simulate"]
 
 
 @dataclass
@@ -40,91 +28,8 @@ class Scenario:
     objective_ms: int | None = None
 
 
-@dataclass
-class Step:
-    t: float
-    rps: float
-    concurrency: float
-    latency: float
-    active: int
-    starting: int
-    desired: int
-    queue: float
-
-
-def _latency(rps: float, active: int, b: ModelBehaviour, waiting: float) -> tuple[float, float]:
-    """(latency, concurrency) for `rps` spread over `active` replicas."""
-    if rps <= 0:
-        return b.base_seconds, 0.0
-    if active == 0:  # everyone waits for the first replica to come up
-        latency = b.base_seconds + waiting
-        return latency, rps * latency
-    # C = rps x (base + k (C/A - 1))  =>  C = rps (base - k) / (1 - rps k / A)
-    k = b.per_request_seconds
-    denominator = 1 - rps * k / active
-    if denominator <= 0.1:  # overloaded: queues grow; cap at ten times the base load
-        concurrency = rps * (b.base_seconds - k) / 0.1 if b.base_seconds > k else rps * 10
-        overload = rps * k / active
-        latency = concurrency / rps * overload
-        return latency, concurrency
-    concurrency = max(rps * (b.base_seconds - k) / denominator, rps * b.base_seconds)
-    return concurrency / rps, concurrency
-
-
 def simulate(s: Scenario, seconds: float, step: float = 15.0, seed: int = 1) -> list[Step]:
-    rng = random.Random(seed)
-    settings, b = s.settings, s.behaviour
-    state = ScalerState(replicas=settings.min_replicas)
-    ready_at: list[float] = [-1.0] * settings.min_replicas  # when each replica is active
-    window: list[float] = []
-    queue = 0.0
-    steps = []
-    for n in range(int(seconds // step)):
-        t = n * step
-        rps = max(s.load(t), 0.0)
-        active = sum(1 for r in ready_at if r <= t)
-        starting = len(ready_at) - active
-        soonest = min((r - t for r in ready_at if r > t), default=0.0)
-        latency, concurrency = _latency(rps, active, b, soonest / 2)
-        latency *= 1 + rng.uniform(-0.03, 0.03)
-        if s.async_load is not None:
-            queue = max(queue + (s.async_load(t) - active * b.async_per_replica_rps) * step, 0)
-        window = [*window, concurrency][-max(1, int(settings.autoscaling_window_seconds // step)) :]
-        decision = decide(settings, Observation(sum(window) / len(window)), state, t)
-        state = decision.state
-        if decision.replicas > len(ready_at):
-            ready_at += [t + b.startup_seconds] * (decision.replicas - len(ready_at))
-        elif decision.replicas < len(ready_at):
-            ready_at = sorted(ready_at)[: decision.replicas]
-        steps.append(
-            Step(
-                t,
-                rps,
-                concurrency,
-                latency,
-                active,
-                starting,
-                decision.desired or decision.replicas,
-                queue,
-            )
-        )
-    return steps
-
-
-def history(steps: list[Step], start: float, step: float = 15.0) -> History:
-    """What the advisor would read from Prometheus for these steps."""
-    return History(
-        times=[start + s.t for s in steps],
-        step=step,
-        concurrency=[s.concurrency for s in steps],
-        latency=[s.latency if s.rps > 0 else None for s in steps],
-        rps=[s.rps for s in steps],
-        errors=[0.0 for _ in steps],
-        active=[float(s.active) for s in steps],
-        starting=[float(s.starting) for s in steps],
-        desired=[float(s.desired) for s in steps],
-        queue=[s.queue for s in steps],
-    )
+    return run(s.settings, s.load, s.behaviour, seconds, step, seed, s.async_load)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,280 @@
+"""Replay: a model's traffic under other autoscaling settings, step by step, with the
+scaling rule the operator runs (`scaler.policy.decide`).
+
+The model of a replica: it serves its share of the in-flight requests with latency
+base + per_request x (per-replica concurrency - 1); in-flight requests follow Little's law
+(concurrency = arrival rate x latency); new replicas take `startup_seconds` to become
+active, and meanwhile requests that find no active replica wait for one.
+
+`fit` learns that model from a History (the arrivals, the service curve by least squares
+on latency against per-replica concurrency, the cold start from the spans replicas spent
+starting); `run` replays arrivals under some settings; `outcome` sums a History up (what
+it cost, how fast it was) so the observed and the replayed compare like with like.
+"""
+
+import itertools
+import math
+import random
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from modelpilot.advisor.model import History
+from modelpilot.api.spec import AutoscalingSpec
+from modelpilot.scaler.policy import Observation, ScalerState, decide
+
+Load = Callable[[float], float]  # seconds since start -> requests per second
+
+
+@dataclass(frozen=True)
+class ModelBehaviour:
+    base_seconds: float = 0.2
+    per_request_seconds: float = 0.05
+    startup_seconds: float = 60.0
+    async_per_replica_rps: float = 0.0  # async requests one replica completes per second
+
+
+@dataclass
+class Step:
+    t: float
+    rps: float
+    concurrency: float
+    latency: float
+    active: int
+    starting: int
+    desired: int
+    queue: float
+
+
+def latency_at(rps: float, active: int, b: ModelBehaviour, waiting: float) -> tuple[float, float]:
+    """(latency, concurrency) for `rps` spread over `active` replicas."""
+    if rps <= 0:
+        return b.base_seconds, 0.0
+    if active == 0:  # everyone waits for the first replica to come up
+        latency = b.base_seconds + waiting
+        return latency, rps * latency
+    # C = rps x (base + k (C/A - 1))  =>  C = rps (base - k) / (1 - rps k / A)
+    k = b.per_request_seconds
+    denominator = 1 - rps * k / active
+    if denominator <= 0.1:  # overloaded: queues grow; cap at ten times the base load
+        concurrency = rps * (b.base_seconds - k) / 0.1 if b.base_seconds > k else rps * 10
+        overload = rps * k / active
+        latency = concurrency / rps * overload
+        return latency, concurrency
+    concurrency = max(rps * (b.base_seconds - k) / denominator, rps * b.base_seconds)
+    return concurrency / rps, concurrency
+
+
+def run(
+    settings: AutoscalingSpec,
+    load: Load,
+    behaviour: ModelBehaviour,
+    seconds: float,
+    step: float = 15.0,
+    seed: int = 1,
+    async_load: Load | None = None,
+    noise: float = 0.03,
+) -> list[Step]:
+    """`seconds` of `load` under `settings`, one Step per `step`."""
+    rng = random.Random(seed)
+    b = behaviour
+    state = ScalerState(replicas=settings.min_replicas)
+    ready_at: list[float] = [-1.0] * settings.min_replicas  # when each replica is active
+    window: list[float] = []
+    queue = 0.0
+    steps = []
+    for n in range(int(seconds // step)):
+        t = n * step
+        rps = max(load(t), 0.0)
+        active = sum(1 for r in ready_at if r <= t)
+        starting = len(ready_at) - active
+        soonest = min((r - t for r in ready_at if r > t), default=0.0)
+        latency, concurrency = latency_at(rps, active, b, soonest / 2)
+        latency *= 1 + rng.uniform(-noise, noise)
+        if async_load is not None:
+            queue = max(queue + (async_load(t) - active * b.async_per_replica_rps) * step, 0)
+        window = [*window, concurrency][-max(1, int(settings.autoscaling_window_seconds // step)) :]
+        decision = decide(settings, Observation(sum(window) / len(window)), state, t)
+        state = decision.state
+        if decision.replicas > len(ready_at):
+            ready_at += [t + b.startup_seconds] * (decision.replicas - len(ready_at))
+        elif decision.replicas < len(ready_at):
+            ready_at = sorted(ready_at)[: decision.replicas]
+        desired = decision.desired or decision.replicas
+        steps.append(Step(t, rps, concurrency, latency, active, starting, desired, queue))
+    return steps
+
+
+def history(steps: list[Step], start: float, step: float = 15.0) -> History:
+    """What the advisor would read from Prometheus for these steps."""
+    return History(
+        times=[start + s.t for s in steps],
+        step=step,
+        concurrency=[s.concurrency for s in steps],
+        latency=[s.latency if s.rps > 0 else None for s in steps],
+        rps=[s.rps for s in steps],
+        errors=[0.0 for _ in steps],
+        active=[float(s.active) for s in steps],
+        starting=[float(s.starting) for s in steps],
+        desired=[float(s.desired) for s in steps],
+        queue=[s.queue for s in steps],
+    )
+
+
+# -- fitting --------------------------------------------------------------------------------
+
+
+class Fitted(BaseModel):
+    """A model learned from its own history."""
+
+    arrivals: list[float]  # requests per second at each point (unknown: none arrived)
+    step: float
+    base_seconds: float  # mean latency at one request per replica
+    per_request_seconds: float  # more mean latency per extra request on a replica
+    tail_ratio: float  # the latency series (a percentile) over the mean, typically
+    cold_start_seconds: float | None  # None: no replica was seen starting
+    points: int  # how many points fed the service curve
+
+    @property
+    def behaviour(self) -> ModelBehaviour:
+        return ModelBehaviour(
+            self.base_seconds, self.per_request_seconds, self.cold_start_seconds or 0.0
+        )
+
+    def load(self) -> Load:
+        arrivals, step = self.arrivals, self.step
+        return lambda t: arrivals[min(int(t / step + 1e-9), len(arrivals) - 1)]
+
+
+MIN_FIT_POINTS = 10
+
+
+def _runs(flags: Sequence[bool]) -> list[int]:
+    """Lengths of the runs of True."""
+    out, length = [], 0
+    for flag in [*flags, False]:
+        if flag:
+            length += 1
+        elif length:
+            out.append(length)
+            length = 0
+    return out
+
+
+def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares: (slope, intercept)."""
+    mean_x = statistics.fmean(x for x, _ in pairs)
+    mean_y = statistics.fmean(y for _, y in pairs)
+    var = sum((x - mean_x) ** 2 for x, _ in pairs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var if var else 0.0
+    return slope, mean_y - slope * mean_x
+
+
+def fit(h: History) -> Fitted | None:
+    """The service curve, arrivals and cold start of `h`; None with too few points.
+
+    The history's latency is a percentile (the objective's), while the concurrency the
+    scaler acts on follows the mean (Little's law: concurrency / arrival rate, exact from
+    the meters' own series). So the curve is fitted on the percentile scaled down by its
+    typical ratio to the mean, against per-replica concurrency, and a replay scales its
+    latency back up by that ratio."""
+    points = [
+        (c / a, c / r, lat)
+        for c, r, lat, a in zip(h.concurrency, h.rps, h.latency, h.active, strict=True)
+        if c is not None and r and a and c > 0 and lat is not None
+    ]
+    if len(points) < MIN_FIT_POINTS or not h.times:
+        return None
+    tail = statistics.median(lat / mean for _, mean, lat in points)
+    pairs = [(x, lat / tail) for x, _, lat in points]
+    slope, intercept = _line(pairs)
+    # Points far off the line (a replica overwhelmed for a step, then relieved) would drag
+    # it: drop those beyond 3 median deviations (and a quarter of the typical latency, so a
+    # history mostly at one load does not discard every other) once and fit again.
+    residuals = [abs(y - intercept - slope * x) for x, y in pairs]
+    cut = 3 * statistics.median(residuals) + 0.25 * statistics.median(y for _, y in pairs)
+    kept = [p for p, r in zip(pairs, residuals, strict=True) if r <= cut]
+    if len(kept) >= MIN_FIT_POINTS:
+        slope, intercept = _line(kept)
+    slope = max(slope, 0.0)  # more load is never faster
+    # latency = base + k (c - 1): the line's value at one request per replica is the base.
+    base = max(intercept + slope, 1e-3)
+    spans = _runs([(s or 0) > 0 for s in h.starting])
+    # A span of D seconds covers D / step grid points on average, wherever it starts.
+    cold = statistics.fmean(spans) * h.step if spans else None
+    return Fitted(
+        arrivals=[r or 0.0 for r in h.rps],
+        step=h.step,
+        base_seconds=base,
+        per_request_seconds=slope,
+        tail_ratio=tail,
+        cold_start_seconds=cold,
+        points=len(points),
+    )
+
+
+def replay(fitted: Fitted, settings: AutoscalingSpec, start: float = 0.0) -> History:
+    """The fitted arrivals under `settings`, as a History on the same grid (its latency at
+    the objective's percentile, as the history it was fitted from)."""
+    seconds = len(fitted.arrivals) * fitted.step
+    steps = run(settings, fitted.load(), fitted.behaviour, seconds, fitted.step, noise=0.0)
+    replayed = history(steps, start, fitted.step)
+    tail = fitted.tail_ratio
+    return replayed.model_copy(
+        update={"latency": [v * tail if v is not None else None for v in replayed.latency]}
+    )
+
+
+# -- outcomes -------------------------------------------------------------------------------
+
+
+class Outcome(BaseModel):
+    """What a history cost and how it served. Latency figures are over the points with
+    traffic, of the latency series (the objective's percentile at each point)."""
+
+    replica_hours: float
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    attainment: float | None  # share of points with traffic within the objective
+    cold_starts: int  # scale-ups: each starts replicas that are not serving yet
+    scale_events_per_hour: float
+
+
+def _nearest_rank(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def outcome(h: History, objective_seconds: float | None) -> Outcome:
+    replicas = [a + (s or 0) for a, s in zip(h.active, h.starting, strict=True) if a is not None]
+    busy = [lat for lat, r in zip(h.latency, h.rps, strict=True) if lat is not None and r]
+    changes = [b - a for a, b in itertools.pairwise(replicas) if b != a]
+    hours = len(h.times) * h.step / 3600
+    within = (
+        sum(lat <= objective_seconds for lat in busy) / len(busy)
+        if busy and objective_seconds is not None
+        else None
+    )
+    return Outcome(
+        replica_hours=sum(replicas) * h.step / 3600,
+        latency_p50=_nearest_rank(busy, 50) if busy else None,
+        latency_p95=_nearest_rank(busy, 95) if busy else None,
+        latency_p99=_nearest_rank(busy, 99) if busy else None,
+        attainment=within,
+        cold_starts=sum(1 for c in changes if c > 0),
+        scale_events_per_hour=len(changes) / hours if hours else 0.0,
+    )
+
+
+def trace_arrivals(timestamps: Sequence[float], step: float) -> list[float]:
+    """Requests per second in each `step` of an arrival trace (unix seconds, any order)."""
+    if not timestamps:
+        return []
+    first = min(timestamps)
+    counts = [0] * (int((max(timestamps) - first) // step) + 1)
+    for ts in timestamps:
+        counts[int((ts - first) // step)] += 1
+    return [c / step for c in counts]

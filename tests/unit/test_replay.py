@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from modelpilot.advisor.model import History
 from modelpilot.advisor.replay import fit, outcome, replay, trace_arrivals
 from modelpilot.advisor.whatif import (
     candidate_settings,
@@ -26,7 +27,7 @@ TRACE = (
 )
 
 
-def observed(name: str):  # type: ignore[no-untyped-def]
+def observed(name: str) -> History:
     return history(simulate(SCENARIOS[name], SIX_HOURS), 1.7e9)
 
 

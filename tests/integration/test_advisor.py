@@ -149,6 +149,7 @@ def test_advise_cli_offline_audit(history_prometheus: PrometheusServer, tmp_path
         "message",
         "evidence",
         "confidence",
+        "predicted",
     }
     assert (thrash["setting"], thrash["current"]) == ("scaleDownDelaySeconds", 300)
     assert thrash["recommended"] > 300

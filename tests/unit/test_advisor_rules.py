@@ -138,3 +138,22 @@ def test_engine_saturation_is_evidence_and_its_absence_changes_nothing(name: str
     assert with_engine.evidence["engineSaturatedShare"] == 1.0
     assert with_engine.confidence >= without.confidence
     assert "The engine itself was saturated 100%" in with_engine.message
+
+
+def test_each_recommendation_says_what_it_is_predicted_to_cost_and_buy() -> None:
+    thrash = run(SCENARIOS["thrash"]).recommendations[0]
+    assert thrash.predicted is not None
+    now, then = thrash.predicted.current, thrash.predicted.recommended
+    assert then.replicas > now.replicas  # a longer delay keeps replicas longer ...
+    assert then.within_objective is not None and now.within_objective is not None
+    assert then.within_objective > now.within_objective  # ... and serves more in time
+    assert then.scale_events_per_hour < now.scale_events_per_hour
+    assert f"scaleDownDelaySeconds {thrash.recommended} costs" in thrash.message
+    spare = run(SCENARIOS["over-provisioned"]).recommendations[0]
+    assert spare.predicted is not None
+    assert "minReplicas 1 saves 5.0 replicas on average (6 -> 1)" in spare.message
+    assert spare.wire()["predicted"]["recommended"] == {
+        "replicas": 1.0,
+        "withinObjective": 1.0,
+        "scaleEventsPerHour": 0.0,
+    }

@@ -1,7 +1,10 @@
 """One model's evaluation: enough data? then every rule, at most one recommendation per
 setting (the most confident)."""
 
+import math
+
 from modelpilot.advisor.model import Evaluation, History, Objective, Recommendation
+from modelpilot.advisor.predict import with_predictions
 from modelpilot.advisor.rules import MIN_POINTS, RULES, build_context
 from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 
@@ -65,12 +68,10 @@ def evaluate(
             and (found.setting not in best or found.confidence > best[found.setting].confidence)
         ):
             best[found.setting] = found
-    return Evaluation(
-        namespace=namespace,
-        name=name,
-        status="ok",
-        recommendations=sorted(best.values(), key=lambda r: -r.confidence),
-    )
+    recommendations = sorted(best.values(), key=lambda r: -r.confidence)
+    if math.isfinite(context.threshold):
+        recommendations = with_predictions(history, settings, recommendations, context.threshold)
+    return Evaluation(namespace=namespace, name=name, status="ok", recommendations=recommendations)
 
 
 def evaluate_since_change(

@@ -67,6 +67,19 @@ class History(BaseModel):
         return sum(v is not None for v in values) / len(self.times) if self.times else 0.0
 
 
+class Prediction(ApiModel):
+    """One setting's replay over the lookback's traffic."""
+
+    replicas: float  # on average (replica-hours per hour)
+    within_objective: float | None  # share of busy points within the objective
+    scale_events_per_hour: float
+
+
+class Predicted(ApiModel):
+    current: Prediction
+    recommended: Prediction
+
+
 class Recommendation(ApiModel):
     setting: SettingField  # camelCase on the wire, as in spec.autoscaling
     current: int
@@ -75,6 +88,7 @@ class Recommendation(ApiModel):
     message: str
     evidence: dict[str, Evidence]
     confidence: float  # 0..1: how sure, from how much and how clear the evidence is
+    predicted: Predicted | None = None  # from a replay of the lookback (advisor.predict)
 
 
 class Evaluation(ApiModel):

@@ -226,6 +226,9 @@ async def _apply(
 # -- Owned objects and pods ------------------------------------------------------------------
 
 
+CONFLICT_ATTEMPTS = 3
+
+
 async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -> None:
     """An owned object was deleted or hand-edited: render it again from its model."""
     namespace, model = key
@@ -239,7 +242,14 @@ async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -
     if spec is None:
         return
     uid = body["metadata"]["uid"]
-    outcome = await _apply(key, uid, generation, spec, body, memo, logger)
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            outcome = await _apply(key, uid, generation, spec, body, memo, logger)
+            break
+        except ApiException as exc:
+            # Written meanwhile (the scaler's replicas): read it again and retry.
+            if exc.status != 409 or attempt == CONFLICT_ATTEMPTS:
+                raise
     if outcome is not None and outcome[kind] != "unchanged":
         logger.info("%s %s/%s put back (%s)", kind, namespace, model, outcome[kind])
         await memo.kube.post_event(
@@ -263,7 +273,6 @@ async def deployment_event(
 ) -> None:
     key = _key(namespace, labels[MODEL_LABEL])
     memo.worker.wake(key)
-    # Only spec changes (generation) can be drift; status updates are the controller's.
     # Only spec changes (generation) can be drift, and only those we did not write.
     generation = body["metadata"].get("generation")
     seen = memo.setdefault("deployment_generations", {})

@@ -8,11 +8,14 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 import kopf
 from aiohttp import web
+from kubernetes import client
 from prometheus_client import start_http_server
 
+from modelpilot.api import GROUP, PLURAL, VERSION
 from modelpilot.controller import handlers  # noqa: F401  (registers the handlers)
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import load_api_client
@@ -89,11 +92,30 @@ async def _keep(elector: Elector, stop: asyncio.Event) -> None:
     os._exit(1)
 
 
+async def _until_served(api: client.ApiClient, stop: asyncio.Event, seconds: float = 60) -> None:
+    """Wait (leading) until the API server serves ModelDeployments: just after it starts,
+    it answers before its CRDs are back in discovery, and kopf, finding the resource
+    missing then, would never watch it (it may not watch CRDs to notice them return)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            found = await asyncio.to_thread(
+                client.CustomObjectsApi(api).get_api_resources, GROUP, VERSION
+            )
+            if any(r.name == PLURAL for r in found.resources):
+                return
+        except Exception as exc:  # not served yet (404) or not reachable: wait and ask again
+            log.debug("ModelDeployments not served yet: %s", type(exc).__name__)
+        await asyncio.sleep(1)
+    log.warning("ModelDeployments not served after %.0f s: starting anyway", seconds)
+
+
 async def _run(config: OperatorConfig) -> None:
     host, port = split_address(config.metrics_address)
     start_http_server(port, addr=host)
+    api = load_api_client(pool_size=2)
     elector = Elector(
-        load_api_client(pool_size=2),
+        api,
         lease_namespace(config.lease_namespace),
         lease_name(config.selector, config.namespaces),
         new_identity(),
@@ -105,6 +127,7 @@ async def _run(config: OperatorConfig) -> None:
             lost = asyncio.Event()
             keeper = asyncio.create_task(_keep(elector, lost))
             try:
+                await _until_served(api, lost)
                 await kopf.operator(
                     # Leader election above: kopf's own peering (its CRDs) is not needed.
                     standalone=True,

@@ -46,6 +46,31 @@ def _from_file(what: str) -> Callable[[FC], FC]:
     )
 
 
+def _history(what: str) -> Callable[[FC], FC]:
+    """--lookback, --step and --scrape-interval: the history a command reads."""
+    options = (
+        click.option("--lookback", default="6h", show_default=True, callback=_duration, help=what),
+        click.option("--step", default=60, show_default=True, help="Resolution in seconds."),
+        _scrape_interval("scrape_interval"),
+    )
+
+    def apply(command: FC) -> FC:
+        for option in reversed(options):  # as if stacked in this order above the command
+            command = option(command)
+        return command
+
+    return apply
+
+
+_output_format = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelpilot")
 def main() -> None:
@@ -248,22 +273,8 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @_prometheus_url
 @_from_file("ModelDeployments from this YAML (one or many documents)")
-@click.option(
-    "--lookback",
-    default="6h",
-    show_default=True,
-    callback=_duration,
-    help="History to read (e.g. 6h, 90m).",
-)
-@click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
-@_scrape_interval("scrape_interval")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-)
+@_history("History to read (e.g. 6h, 90m).")
+@_output_format
 def advise(
     name: str | None,
     namespace: str,
@@ -310,22 +321,8 @@ def advise(
     help="Replay this arrival trace (CSV, first column a timestamp) instead of the model's "
     "own traffic.",
 )
-@click.option(
-    "--lookback",
-    default="6h",
-    show_default=True,
-    callback=_duration,
-    help="History to fit and replay (e.g. 6h, 90m).",
-)
-@click.option("--step", default=60, show_default=True, help="Resolution in seconds.")
-@_scrape_interval("scrape_interval")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-)
+@_history("History to fit and replay (e.g. 6h, 90m).")
+@_output_format
 def whatif(
     name: str,
     namespace: str,

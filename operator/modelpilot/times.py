@@ -2,6 +2,7 @@
 Kubernetes API writes them, durations as flags take them ("6h", "90m", "3600s") and as
 people read them ("45s", "12 min", "3 h")."""
 
+import math
 from datetime import datetime
 
 
@@ -54,3 +55,10 @@ def about(seconds: float) -> str:
 def clock(seconds: float) -> str:
     """mm:ss of an elapsed time."""
     return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
+
+
+def milliseconds(seconds: float | None) -> str:
+    """A latency as people read it ("1,250 ms"); "?" when unknown, never 0."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    return f"{seconds * 1000:,.0f} ms"

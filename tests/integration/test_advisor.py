@@ -113,28 +113,34 @@ def test_every_pattern_through_prometheus_in_one_batch(
     assert (missing.status, missing.recommendations) == ("insufficient-data", [])
 
 
-def _advise(*args: str) -> subprocess.CompletedProcess[str]:
+def _modelpilot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelpilot", "advise", *args],
+        [sys.executable, "-m", "modelpilot", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
-def test_advise_cli_offline_audit(history_prometheus: PrometheusServer, tmp_path: Path) -> None:
+def _advise(*args: str) -> subprocess.CompletedProcess[str]:
+    return _modelpilot("advise", *args)
+
+
+def _whatif(*args: str) -> subprocess.CompletedProcess[str]:
+    return _modelpilot("whatif", *args)
+
+
+@pytest.fixture
+def offline(history_prometheus: PrometheusServer, tmp_path: Path) -> list[str]:
+    """Arguments reading every scenario's manifest from a file and its history from the
+    backfilled Prometheus."""
     models = tmp_path / "models.yaml"
     models.write_text(yaml.safe_dump_all([manifest(s) for s in catalogue()]))
-    common = [
-        "--from-file",
-        str(models),
-        "-n",
-        NAMESPACE,
-        "--prometheus-url",
-        history_prometheus.url,
-        "--lookback",
-        "6h",
-    ]
+    return ["--from-file", str(models), "-n", NAMESPACE, "--prometheus-url", history_prometheus.url]
+
+
+def test_advise_cli_offline_audit(offline: list[str]) -> None:
+    common = [*offline, "--lookback", "6h"]
 
     result = _advise(*common, "-o", "json")
     assert result.returncode == 0, result.stderr
@@ -180,29 +186,8 @@ def test_advise_cli_prometheus_unreachable(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [f"error: cannot reach Prometheus at {url}"]
 
 
-def _whatif(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelpilot", "whatif", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_whatif_replays_the_history_in_prometheus(
-    history_prometheus: PrometheusServer, tmp_path: Path
-) -> None:
-    models = tmp_path / "models.yaml"
-    models.write_text(yaml.safe_dump_all([manifest(s) for s in catalogue()]))
-    common = [
-        "--from-file",
-        str(models),
-        "-n",
-        NAMESPACE,
-        "--prometheus-url",
-        history_prometheus.url,
-    ]
-    result = _whatif("thrash", *common, "--set", "scaleDownDelaySeconds=1500", "-o", "json")
+def test_whatif_replays_the_history_in_prometheus(offline: list[str], tmp_path: Path) -> None:
+    result = _whatif("thrash", *offline, "--set", "scaleDownDelaySeconds=1500", "-o", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     columns = {c["name"]: c for c in doc["columns"]}
@@ -222,7 +207,7 @@ def test_whatif_replays_the_history_in_prometheus(
     assert longer["replica_hours"] > again["replica_hours"]
     assert 0.1 < doc["fitted"]["base_seconds"] < 0.4
 
-    table = _whatif("thrash", *common, "--set", "scaleDownDelaySeconds=1500")
+    table = _whatif("thrash", *offline, "--set", "scaleDownDelaySeconds=1500")
     assert table.returncode == 0, table.stderr
     print(table.stdout)
     assert "replay of the current settings vs observed" in table.stdout
@@ -230,7 +215,7 @@ def test_whatif_replays_the_history_in_prometheus(
     trace = tmp_path / "trace.csv"
     trace.write_text("timestamp\n" + "".join(f"{1.7e9 + i * 0.05}\n" for i in range(36_000)))
     traced = _whatif(
-        "thrash", *common, "--trace", str(trace), "--set", "maxReplicas=20", "-o", "json"
+        "thrash", *offline, "--trace", str(trace), "--set", "maxReplicas=20", "-o", "json"
     )
     assert traced.returncode == 0, traced.stderr
     names = [c["name"] for c in json.loads(traced.stdout)["columns"]]
@@ -250,18 +235,8 @@ def test_whatif_replays_the_history_in_prometheus(
     ],
 )
 def test_whatif_refuses_bad_input_in_one_line(
-    history_prometheus: PrometheusServer, tmp_path: Path, args: list[str], error: str
+    offline: list[str], args: list[str], error: str
 ) -> None:
-    models = tmp_path / "models.yaml"
-    models.write_text(yaml.safe_dump_all([manifest(s) for s in catalogue()]))
-    result = _whatif(
-        *args,
-        "--from-file",
-        str(models),
-        "-n",
-        NAMESPACE,
-        "--prometheus-url",
-        history_prometheus.url,
-    )
+    result = _whatif(*args, *offline)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [error]

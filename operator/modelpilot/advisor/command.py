@@ -14,7 +14,7 @@ from modelpilot.advisor.evaluate import objective_of
 from modelpilot.advisor.model import History
 from modelpilot.advisor.rules import build_context
 from modelpilot.oneshot import CommandError, connect_prometheus, judge_models, load_models
-from modelpilot.times import format_duration
+from modelpilot.times import format_duration, milliseconds
 
 
 def run_advise(
@@ -96,7 +96,7 @@ def run_whatif(
         observed,
     )
     if output == "table":
-        label = f"p{objective.percentile} within {_ms(threshold)}" + (
+        label = f"p{objective.percentile} within {milliseconds(threshold)}" + (
             "" if objective.seconds is not None else " (no objective set: 1.5x the quiet latency)"
         )
         click.echo(whatif.table(columns, label, fitted))
@@ -105,7 +105,3 @@ def run_whatif(
     click.echo(
         json.dumps(doc, indent=2) if output == "json" else yaml.safe_dump(doc, sort_keys=False)
     )
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f} ms" if math.isfinite(seconds) else "?"

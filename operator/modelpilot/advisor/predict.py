@@ -3,7 +3,7 @@
 same traffic."""
 
 from modelpilot.advisor.model import History, Predicted, Prediction, Recommendation
-from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay
+from modelpilot.advisor.replay import Outcome, fit, outcome, replay
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.settings import wire_name
 
@@ -44,12 +44,13 @@ def with_predictions(
     settings: AutoscalingSpec,
     recommendations: list[Recommendation],
     threshold: float,
-    fitted: Fitted | None = None,
 ) -> list[Recommendation]:
     """Each recommendation with `predicted` and the trade-off in its message; as they were
     when the history cannot be fitted (too few points with traffic)."""
-    fitted = fitted or fit(history)
-    if fitted is None or not recommendations:
+    if not recommendations:
+        return recommendations
+    fitted = fit(history)
+    if fitted is None:
         return recommendations
     hours = len(fitted.arrivals) * fitted.step / 3600
     current = _prediction(outcome(replay(fitted, settings), threshold), hours)

@@ -13,7 +13,6 @@ it cost, how fast it was) so the observed and the replayed compare like with lik
 """
 
 import itertools
-import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from modelpilot.advisor.model import History
+from modelpilot.advisor.rules import percentile
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.scaler.policy import Observation, ScalerState, decide
 
@@ -243,11 +243,6 @@ class Outcome(BaseModel):
     scale_events_per_hour: float
 
 
-def _nearest_rank(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def outcome(h: History, objective_seconds: float | None) -> Outcome:
     replicas = [a + (s or 0) for a, s in zip(h.active, h.starting, strict=True) if a is not None]
     busy = [lat for lat, r in zip(h.latency, h.rps, strict=True) if lat is not None and r]
@@ -260,9 +255,9 @@ def outcome(h: History, objective_seconds: float | None) -> Outcome:
     )
     return Outcome(
         replica_hours=sum(replicas) * h.step / 3600,
-        latency_p50=_nearest_rank(busy, 50) if busy else None,
-        latency_p95=_nearest_rank(busy, 95) if busy else None,
-        latency_p99=_nearest_rank(busy, 99) if busy else None,
+        latency_p50=percentile(busy, 50) if busy else None,
+        latency_p95=percentile(busy, 95) if busy else None,
+        latency_p99=percentile(busy, 99) if busy else None,
         attainment=within,
         cold_starts=sum(1 for c in changes if c > 0),
         scale_events_per_hour=len(changes) / hours if hours else 0.0,

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
-from modelpilot.advisor.model import History, Objective
+from modelpilot.advisor.model import SIGNALS, History, Objective
 from modelpilot.api import Key
 from modelpilot.api.spec import LatencyMetric
 
@@ -96,21 +96,7 @@ def assemble(
             histories[key] = History(
                 times=times,
                 step=step,
-                **{
-                    s: [None] * n
-                    for s in (
-                        "concurrency",
-                        "latency",
-                        "rps",
-                        "errors",
-                        "active",
-                        "starting",
-                        "desired",
-                        "queue",
-                        "engine_queue",
-                        "kv_cache",
-                    )
-                },
+                **{s: [None] * n for s in SIGNALS},
             )
         return histories[key]
 

@@ -1,7 +1,6 @@
 """`modelpilot whatif`: a model's own traffic (or an arrival trace) replayed under the
 current settings and under candidates, side by side (pure: parse, compare, print)."""
 
-import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -13,6 +12,7 @@ from modelpilot.advisor.model import History
 from modelpilot.advisor.replay import Fitted, Outcome, outcome, replay
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.settings import SETTINGS, Setting, setting_named, wire_name
+from modelpilot.times import milliseconds as ms
 
 
 class Column(BaseModel):
@@ -110,10 +110,6 @@ def parse_trace(lines: Sequence[str]) -> list[float]:
     return times
 
 
-def _ms(seconds: float | None) -> str:
-    return "?" if seconds is None or math.isinf(seconds) else f"{seconds * 1000:,.0f} ms"
-
-
 def _pct(share: float | None) -> str:
     return "?" if share is None else f"{share * 100:.1f}%"
 
@@ -139,9 +135,9 @@ def table(columns: Sequence[Column], objective: str, fitted: Fitted) -> str:
     if any(c.gpu_hours is not None for c in columns):
         rows.append(("GPU-hours", [f"{c.gpu_hours or 0:.1f}" for c in columns]))
     rows += [
-        ("latency p50", [_ms(c.outcome.latency_p50) for c in columns]),
-        ("latency p95", [_ms(c.outcome.latency_p95) for c in columns]),
-        ("latency p99", [_ms(c.outcome.latency_p99) for c in columns]),
+        ("latency p50", [ms(c.outcome.latency_p50) for c in columns]),
+        ("latency p95", [ms(c.outcome.latency_p95) for c in columns]),
+        ("latency p99", [ms(c.outcome.latency_p99) for c in columns]),
         ("within objective", [_pct(c.outcome.attainment) for c in columns]),
         ("cold starts", [str(c.outcome.cold_starts) for c in columns]),
         ("scale events / h", [f"{c.outcome.scale_events_per_hour:.1f}" for c in columns]),
@@ -153,8 +149,8 @@ def table(columns: Sequence[Column], objective: str, fitted: Fitted) -> str:
     cold = fitted.cold_start_seconds
     notes = [
         f"objective: {objective}; latency figures are of the history's percentile series",
-        f"fitted from {fitted.points} points: mean latency {_ms(fitted.base_seconds)} + "
-        f"{_ms(fitted.per_request_seconds)} per extra request on a replica, the percentile "
+        f"fitted from {fitted.points} points: mean latency {ms(fitted.base_seconds)} + "
+        f"{ms(fitted.per_request_seconds)} per extra request on a replica, the percentile "
         f"{fitted.tail_ratio:.2f}x the mean; cold start "
         + (f"{cold:.0f} s" if cold is not None else "not seen (replayed as instant)"),
     ]

@@ -31,7 +31,6 @@ from modelpilot.demo.view import (
     applied_changes,
     comparison,
     fit,
-    ms,
     period_stats,
     recommendation_lines,
     render,
@@ -43,6 +42,7 @@ from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.runtime import LocalRuntime, local_address
 from modelpilot.devcluster.servers import SAMPLE_MODEL, OperatorProcess
 from modelpilot.times import clock
+from modelpilot.times import milliseconds as ms
 
 NAMESPACE = "demo"
 MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat.yaml"

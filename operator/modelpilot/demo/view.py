@@ -1,7 +1,6 @@
 """What the demo prints: the live view and the closing comparison, as plain functions of
 plain data (at most 100 columns). Unknown values print as "?", never as 0."""
 
-import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from modelpilot.advisor.rules import percentile
 from modelpilot.demo.traffic import Outcome
 from modelpilot.settings import Setting, wire_name
 from modelpilot.times import clock
+from modelpilot.times import milliseconds as ms
 
 WIDTH = 100
 BARS = "▁▂▃▄▅▆▇█"
@@ -55,10 +55,6 @@ def fit(text: str, indent: str = "    ") -> str:
     return textwrap.fill(
         text, WIDTH, subsequent_indent=indent, break_on_hyphens=False, break_long_words=True
     )
-
-
-def ms(seconds: float | None) -> str:
-    return "?" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:,.0f} ms"
 
 
 def num(value: float | None) -> str:

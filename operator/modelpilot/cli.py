@@ -248,6 +248,67 @@ def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
     help="Count tokens, TTFT and TPOT on /v1/chat/completions, /v1/completions, /v1/embeddings.",
 )
 @click.option(
+    "--namespace",
+    envvar="MODELPILOT_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="The model's namespace (with --model-deployment, names its async queue).",
+)
+@click.option(
+    "--async-broker",
+    envvar="MODELPILOT_ASYNC_BROKER",
+    show_envvar=True,
+    help="redis:// URL of the async queue's broker (from a Secret); none: async is off.",
+)
+@click.option(
+    "--async-max-queue-seconds",
+    default=3600.0,
+    show_default=True,
+    help="Longest (and default) time an async request may wait before it expires.",
+)
+@click.option(
+    "--async-result-ttl",
+    default=86400.0,
+    show_default=True,
+    help="Seconds an async result is kept after it finished.",
+)
+@click.option(
+    "--async-visibility-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds without renewal after which another meter takes a started request.",
+)
+@click.option(
+    "--async-max-attempts",
+    default=3,
+    show_default=True,
+    help="Starts of one async request before it is FAILED.",
+)
+@click.option(
+    "--async-webhook-secret",
+    envvar="MODELPILOT_ASYNC_WEBHOOK_SECRET",
+    show_envvar=True,
+    help="HMAC key for webhook signatures (from a Secret); none: webhooks are refused.",
+)
+@click.option(
+    "--async-webhook-host",
+    "async_webhook_hosts",
+    multiple=True,
+    help="Allowed webhook host (repeatable; patterns like *.example.com; none: any).",
+)
+@click.option(
+    "--async-webhook-attempts",
+    default=8,
+    show_default=True,
+    help="Delivery attempts of one webhook.",
+)
+@click.option(
+    "--async-webhook-backoff",
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first webhook retry; doubles each time.",
+)
+@click.option(
     "--uvloop/--no-uvloop",
     default=True,
     show_default=True,

@@ -6,16 +6,19 @@ MODELPILOT_TEST_OPERATOR_KUBECONFIG (set by `make test-kind`) an external cluste
 instead, and tests that need the local control plane itself are skipped.
 """
 
+import asyncio
 import json
 import os
 import re
 import secrets
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from kubernetes import client, config
@@ -27,7 +30,7 @@ from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
-from modelpilot.devcluster.servers import OperatorProcess
+from modelpilot.devcluster.servers import MeterProcess, OperatorProcess
 from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.metrics import MeterMetrics
 
@@ -264,3 +267,32 @@ def exporter(cluster: controlplane.ClusterState) -> Iterator[Exporter]:
         path.unlink(missing_ok=True)
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture
+def start_meter(tmp_path: Path) -> Iterator[Callable[..., MeterProcess]]:
+    meters: list[MeterProcess] = []
+
+    def start(upstream: str, **flags: object) -> MeterProcess:
+        meters.append(MeterProcess(tmp_path, upstream, **flags))
+        return meters[-1]
+
+    yield start
+    for meter in meters:
+        meter.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def until(check: Callable[[], bool], seconds: float = 5) -> bool:
+    """wait_until for async tests: sleeping keeps the loop (and its sockets) running."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -14,6 +14,7 @@ from prometheus_api_client import PrometheusConnect
 from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.prometheus import PrometheusServer
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
+from tests.integration.conftest import until
 
 
 @pytest.fixture
@@ -24,37 +25,8 @@ def model(tmp_path: Path) -> Iterator[FakeModelProcess]:
 
 
 @pytest.fixture
-def start_meter(tmp_path: Path) -> Iterator[Callable[..., MeterProcess]]:
-    meters: list[MeterProcess] = []
-
-    def start(upstream: str, **flags: object) -> MeterProcess:
-        meters.append(MeterProcess(tmp_path, upstream, **flags))
-        return meters[-1]
-
-    yield start
-    for meter in meters:
-        meter.stop()
-
-
-@pytest.fixture
 def meter(model: FakeModelProcess, start_meter: Callable[..., MeterProcess]) -> MeterProcess:
     return start_meter(model.url)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def until(check: Callable[[], bool], seconds: float = 5) -> bool:
-    """wait_until for async tests: sleeping keeps the loop (and its sockets) running."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def assert_idle(meter: MeterProcess) -> None:
@@ -283,47 +255,22 @@ async def test_concurrency_integral_is_exact(
     assert_idle(meter)
 
 
-async def test_async_request_is_accepted_queued_and_fetched(
+async def test_without_a_broker_respond_async_is_served_at_once(
     meter: MeterProcess, http: aiohttp.ClientSession
 ) -> None:
+    # RFC 7240: a preference the server may not apply; with no queue to put it on, the
+    # request is answered now rather than lost with the pod.
     async with http.post(
-        f"{meter.url}/predict", json={"input": "later"}, headers={"Prefer": "respond-async"}
+        f"{meter.url}/predict", json={"input": "now"}, headers={"Prefer": "respond-async"}
     ) as resp:
-        assert resp.status == 202
-        accepted = await resp.json()
-        assert resp.headers["Location"] == accepted["statusUrl"]
-
-    async def fetch() -> tuple[int, bytes]:
-        async with http.get(meter.url + accepted["statusUrl"]) as resp:
-            return resp.status, await resp.read()
-
-    for _ in range(50):
-        status, body = await fetch()
-        if status != 202:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 200
-    assert b"echo:later" in body
-    assert meter.value("modelpilot_requests_total", is_async="true", status_code="200") == 1
-    assert meter.value("modelpilot_time_in_async_queue_seconds_count") == 1
-    assert meter.value("modelpilot_async_queue_size") == 0
-    async with http.get(f"{meter.url}/_modelpilot/async/nope") as resp:
+        assert resp.status == 200
+        assert "Preference-Applied" not in resp.headers
+        assert b"echo:now" in await resp.read()
+    assert meter.value("modelpilot_requests_total", is_async="false", status_code="200") == 1
+    assert not [n for n, _ in meter.scrape() if n == "modelpilot_async_queue_size"]  # unknown
+    async with http.get(f"{meter.url}/_modelpilot/async/some-id") as resp:
         assert resp.status == 404
-
-
-async def test_an_async_chat_completion_counts_its_tokens(
-    meter: MeterProcess, http: aiohttp.ClientSession
-) -> None:
-    async with http.post(
-        f"{meter.url}/v1/chat/completions", json=CHAT, headers={"Prefer": "respond-async"}
-    ) as resp:
-        assert resp.status == 202
-    assert await until(
-        lambda: meter.value("modelpilot_requests_total", is_async="true", status_code="200") == 1
-    )
-    assert meter.value("modelpilot_tokens_total", direction="input") == PROMPT_TOKENS
-    assert meter.value("modelpilot_tokens_total", direction="output") == 3
-    assert meter.value("modelpilot_time_to_first_token_seconds_count") == 0  # nobody waited
+        assert "no broker" in await resp.text()
 
 
 async def test_large_upload_streams_without_buffering(

@@ -43,10 +43,17 @@ class Admission:
             await self._slots.acquire()
         self.tracker.change("active", +1)
 
-    async def acquire_patiently(self) -> None:
-        """Take a slot, waiting as long as it takes (async requests: no client waits)."""
+    async def hold(self) -> None:
+        """Take a slot without counting a request yet (an async worker about to look for
+        work): `activate` when it found some, `unhold` when it did not."""
         if self._slots is not None:
-            await self._queued(self._slots.acquire())
+            await self._slots.acquire()
+
+    def unhold(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    def activate(self) -> None:
         self.tracker.change("active", +1)
 
     async def _queued(self, wait: Awaitable[object]) -> None:

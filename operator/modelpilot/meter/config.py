@@ -29,6 +29,16 @@ class MeterConfig(BaseModel):
     connect_timeout: float = Field(5.0, gt=0)
     upstream_ready_path: str = "/health"
     passthrough_paths: tuple[str, ...] = DEFAULT_PASSTHROUGH
+    namespace: str = "default"  # with model_deployment, names the model's async queue
+    # Async requests (Prefer: respond-async) need a broker: a redis:// URL, from a Secret.
+    async_broker: str | None = None
     async_max_body_bytes: int = 16 * 1024 * 1024
-    async_result_ttl: float = 600.0
+    async_result_ttl: float = Field(86400.0, gt=0, description="seconds results are kept")
+    async_max_queue_seconds: float = Field(3600.0, gt=0, description="default and longest")
+    async_visibility_timeout: float = Field(30.0, gt=0, description="then another meter may")
+    async_max_attempts: int = Field(3, ge=1)
+    async_webhook_secret: str | None = None
+    async_webhook_hosts: tuple[str, ...] = ()  # allowed webhook hosts (patterns); none: any
+    async_webhook_attempts: int = Field(8, ge=1)
+    async_webhook_backoff: float = Field(1.0, gt=0, description="first retry's wait, doubling")
     openai_metrics: bool = True  # tokens, TTFT and TPOT from OpenAI-compatible responses

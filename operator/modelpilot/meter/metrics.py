@@ -75,23 +75,24 @@ class _Concurrency(Collector):
         for state in STATES:
             gauge.add_metric([self.model, state], counts[state])
             total.add_metric([self.model, state], seconds[state])
-        queue = GaugeMetricFamily(
-            "modelpilot_async_queue_size",
-            "Async requests accepted and waiting to run.",
-            labels=["model_deployment"],
-        )
-        queue.add_metric([self.model], self.queue_size())
-        yield from (gauge, total, queue)
+        yield from (gauge, total)
+        size = self.queue_size.size
+        if size is not None:  # no broker, or it did not answer: unknown, not 0
+            queue = GaugeMetricFamily(
+                "modelpilot_async_queue_size",
+                "Async requests waiting to run in the model's shared queue (the same value "
+                "from each of its meters: aggregate with max, not sum).",
+                labels=["model_deployment"],
+            )
+            queue.add_metric([self.model], size)
+            yield queue
 
 
 class AsyncQueueSize:
-    """Reads the async queue's length at scrape time (set by the proxy)."""
+    """The model's async queue length, read from the broker before each scrape."""
 
     def __init__(self) -> None:
-        self.size = 0
-
-    def __call__(self) -> int:
-        return self.size
+        self.size: int | None = None
 
 
 class MeterMetrics:
@@ -144,9 +145,16 @@ class MeterMetrics:
         )
         self.time_in_async_queue = Histogram(
             "modelpilot_time_in_async_queue_seconds",
-            "Time an async request waited before it ran.",
+            "Time an async request waited in the shared queue before a meter started it.",
             ["model_deployment"],
             buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "modelpilot_async_webhook_deliveries",
+            "Webhook delivery attempts of async results: delivered (2xx), retried (failed, "
+            "another attempt follows), gave_up (failed, the last attempt).",
+            ["model_deployment", "outcome"],
             registry=r,
         )
         self.tokens = Counter(

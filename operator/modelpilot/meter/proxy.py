@@ -1,6 +1,6 @@
 """The reverse proxy: forward every request to the model server, streaming both ways, and
 measure it. Request and response bodies are never logged and never held whole (except an
-async request's, which must wait in memory for its turn)."""
+async request's, which waits in the broker for its turn)."""
 
 import asyncio
 import logging
@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from modelpilot.meter.admission import Admission, Rejected
 from modelpilot.meter.asyncjobs import ASYNC_PATH, AsyncJobs
+from modelpilot.meter.asyncoptions import wants_async
 from modelpilot.meter.classify import CLIENT_CLOSED, http_class, websocket_class
 from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.config import MeterConfig
@@ -76,15 +77,7 @@ class Proxy:
         self.passthrough = frozenset(config.passthrough_paths)
         self.openai = config.openai_metrics
         self.session: aiohttp.ClientSession | None = None
-        self.jobs = AsyncJobs(
-            self.admission,
-            metrics,
-            self.upstream,
-            config.async_max_body_bytes,
-            config.async_result_ttl,
-            workers=config.max_concurrency or 16,
-            openai=config.openai_metrics,
-        )
+        self.jobs = AsyncJobs(config, self.admission, metrics, self.upstream)
 
     async def start(self) -> None:
         # Keep-alive pool to the model server; bytes pass as sent (no decompression).
@@ -97,7 +90,7 @@ class Proxy:
                 sock_read=self.config.upstream_timeout,
             ),
         )
-        self.jobs.start(self.session)
+        await self.jobs.start(self.session)
 
     async def close(self) -> None:
         await self.jobs.stop()
@@ -106,19 +99,20 @@ class Proxy:
 
     @property
     def in_flight(self) -> int:
-        """Requests not finished yet: served, queued, or async and not done."""
-        return self.tracker.in_flight + self.jobs.pending
+        """Requests not finished yet: served (async ones this meter runs included) or
+        waiting for a slot."""
+        return self.tracker.in_flight
 
     # -- entry point ----------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith(ASYNC_PATH) and request.method == "GET":
-            return self.jobs.result(request.path.removeprefix(ASYNC_PATH))
+        if request.path.startswith(ASYNC_PATH):
+            return await self.jobs.handle(request)
         if request.path.startswith(RESERVED_PREFIX):
             raise web.HTTPNotFound(text=f"no meter endpoint at {request.path}\n")
         if request.headers.get("Upgrade", "").lower() == "websocket" and request.method == "GET":
             return await self.websocket(request)
         counted = request.path not in self.passthrough
-        if counted and "respond-async" in request.headers.get("Prefer", ""):
+        if counted and self.jobs.enabled and wants_async(request.headers.get("Prefer", "")):
             return await self.jobs.accept(request, forward_headers(request.headers, request.remote))
         exchange = Exchange(start=time.monotonic(), counted=counted)
         try:

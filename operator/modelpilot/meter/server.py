@@ -35,6 +35,7 @@ class Meter:
         self._ready_cache: tuple[float, bool] = (0.0, False)
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        await self.proxy.jobs.refresh()
         return web.Response(
             body=generate_latest(self.metrics.registry),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -80,7 +81,7 @@ class Meter:
         )
         try:
             await stop.wait()
-            self.draining = True
+            self.draining = self.proxy.jobs.draining = True  # no new async work either
             await proxy_site.stop()  # no new connections
             await self._drain()
             if self.proxy.in_flight:

@@ -30,6 +30,7 @@ from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
+from modelpilot.devcluster.redis import RedisServer
 from modelpilot.devcluster.servers import MeterProcess, OperatorProcess
 from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.metrics import MeterMetrics
@@ -237,36 +238,53 @@ def operator(
 
 
 Exporter = Callable[[str, str], ConcurrencyTracker]
+Scraped = Callable[[str, str, str], None]
 
 
 @pytest.fixture
-def exporter(cluster: controlplane.ClusterState) -> Iterator[Exporter]:
-    """Serve the meter's own series for a model, scraped by the cluster's Prometheus with
-    the namespace and pod labels its Kubernetes scrape config would add. Returns the
-    tracker: change its counts to set the concurrency."""
-    servers, files = [], []
+def scraped(cluster: controlplane.ClusterState) -> Iterator[Scraped]:
+    """Have the cluster's Prometheus scrape host:port as a model's pod, with the namespace
+    and pod labels its Kubernetes scrape config would add."""
+    files: list[Path] = []
+
+    def add(target: str, namespace: str, model: str) -> None:
+        path = cluster.prometheus_targets_dir / f"{namespace}-{model}.json"
+        labels = {"namespace": namespace, "pod": f"{model}-0"}
+        path.write_text(json.dumps([{"targets": [target], "labels": labels}]))
+        files.append(path)
+
+    yield add
+    for path in files:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def exporter(scraped: Scraped) -> Iterator[Exporter]:
+    """Serve the meter's own series for a model, scraped by the cluster's Prometheus.
+    Returns the tracker: change its counts to set the concurrency."""
+    servers = []
 
     def start(namespace: str, model: str) -> ConcurrencyTracker:
         tracker = ConcurrencyTracker()
         metrics = MeterMetrics(model, tracker)
         server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(metrics.registry))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        target = f"127.0.0.1:{server.server_address[1]}"
-        path = cluster.prometheus_targets_dir / f"{namespace}-{model}.json"
-        path.write_text(
-            json.dumps(
-                [{"targets": [target], "labels": {"namespace": namespace, "pod": f"{model}-0"}}]
-            )
-        )
+        scraped(f"127.0.0.1:{server.server_address[1]}", namespace, model)
         servers.append(server)
-        files.append(path)
         return tracker
 
     yield start
-    for path in files:
-        path.unlink(missing_ok=True)
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis (Debian's) for the async queue, shared by the session: each test keeps
+    to a model (namespace) of its own."""
+    server = RedisServer(tmp_path_factory.mktemp("broker"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture

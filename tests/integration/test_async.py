@@ -14,21 +14,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from kubernetes import client
 
 from modelpilot.devcluster.redis import RedisServer
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 from modelpilot.meter import webhooks
-from tests.integration.conftest import until
+from tests.integration.conftest import Scraped, until
+from tests.integration.operator_helpers import Models, equal, eventually, model_spec, replicas
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10aGUtdGVzdHM="  # Standard Webhooks form
 KEY = webhooks.secret_key(SECRET)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("broker"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -371,3 +366,52 @@ async def test_a_thousand_requests_survive_a_meter_kill_and_a_broker_restart(
     assert all(d["status"] == "SUCCEEDED" for d in hook.accepted.values())
     assert hook.refused == 0
     broker.stop()
+
+
+@pytest.mark.usefixtures("operator")
+async def test_a_backlog_adds_replicas_and_the_queue_drains(
+    admin_api: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    start_meter: Callable[..., MeterProcess],
+    scraped: Scraped,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> None:
+    """The operator on the local control plane reads the backlog that a real meter reports
+    from the real queue (through the cluster's Prometheus) as demand."""
+    models = Models(admin_api, namespace)
+    models.create(
+        "chat",
+        model_spec(
+            autoscaling={
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "concurrencyTarget": 1,
+                "targetUtilizationPercentage": 100,
+                "autoscalingWindowSeconds": 10,
+                "scaleDownDelaySeconds": 5,
+            }
+        ),
+    )
+    eventually(lambda: equal(replicas(admin_api, namespace, "chat"), 1))
+    model = FakeModelProcess(tmp_path)
+    try:
+        meter = start_meter(
+            model.url, namespace=namespace, async_broker=redis_server.url, max_concurrency=1
+        )
+        scraped(f"127.0.0.1:{meter.metrics_port}", namespace, "chat")
+        ids = [(await submit(http, meter, "/slow?seconds=0.4"))["id"] for _ in range(40)]
+        assert meter.value("modelpilot_async_queue_size") >= 35  # one replica drains 2.5/s
+
+        eventually(lambda: equal(replicas(admin_api, namespace, "chat"), 4), timeout=30)
+        backlog = models.status("chat")["autoscaling"].get("asyncBacklog", 0)
+        assert backlog > 0
+        assert "async backlog" in models.condition("chat", "ScalingActive")["message"]
+
+        drained = [await settled(http, meter, job_id, seconds=40) for job_id in ids]
+        assert {d["status"] for d in drained} == {"SUCCEEDED"}
+        assert meter.value("modelpilot_async_queue_size") == 0
+        eventually(lambda: equal(replicas(admin_api, namespace, "chat"), 1), timeout=60)
+    finally:
+        model.stop()

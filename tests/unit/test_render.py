@@ -63,6 +63,39 @@ def test_meter_is_injected_in_front_of_the_model() -> None:
     assert template["metadata"]["annotations"]["prometheus.io/port"] == "9099"
 
 
+def test_the_async_queue_reaches_the_meter_through_its_environment() -> None:
+    meter = render.meter_container("chat", SPEC, IMAGE, 30)
+    assert not [a for a in meter["args"] if a.startswith("--async")]
+    assert [e["name"] for e in meter["env"]] == ["MODELPILOT_NAMESPACE"]
+
+    spec = SPEC.model_copy(
+        update={
+            "async_": ModelDeploymentSpec.model_validate(
+                {
+                    "port": 8000,
+                    "template": {},
+                    "async": {
+                        "brokerSecretRef": {"name": "queue", "key": "url"},
+                        "webhookSecretRef": {"name": "queue", "key": "hmac"},
+                        "webhookHosts": ["*.example.com"],
+                        "maxQueueSeconds": 600,
+                    },
+                }
+            ).async_
+        }
+    )
+    meter = render.meter_container("chat", spec, IMAGE, 30)
+    assert "--async-max-queue-seconds=600" in meter["args"]
+    assert "--async-webhook-host=*.example.com" in meter["args"]
+    env = {e["name"]: e["valueFrom"] for e in meter["env"]}
+    assert env["MODELPILOT_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["MODELPILOT_ASYNC_BROKER"] == {"secretKeyRef": {"name": "queue", "key": "url"}}
+    assert env["MODELPILOT_ASYNC_WEBHOOK_SECRET"] == {
+        "secretKeyRef": {"name": "queue", "key": "hmac"}
+    }
+    assert not [a for a in meter["args"] if "queue" in a and "secret" in a.lower()]
+
+
 def test_service_targets_the_meter_or_the_model() -> None:
     svc = render.service("chat", "ns", SPEC, OWNER)
     assert svc["spec"]["selector"] == {MODEL_LABEL: "chat"}

@@ -76,4 +76,29 @@ def test_demand_sums_pods_and_states_per_model() -> None:
     assert math.isclose(demand[("a", "chat")].average, 4.0)
     assert demand[("a", "chat")].pods == {"chat-1", "chat-2"}
     assert demand[("b", "chat")].average == 0.0  # known zero, not unknown
-    assert signals.query(60) == "rate(modelpilot_concurrency_seconds_total[60s])"
+    assert demand[("a", "chat")].backlog is None  # no async queue
+
+
+def test_an_async_backlog_adds_to_known_concurrency_only() -> None:
+    def backlog(ns: str, md: str, value: str) -> dict[str, object]:
+        labels = {"namespace": ns, "model_deployment": md, "state": signals.BACKLOG_STATE}
+        return {"metric": labels, "value": [0, value]}
+
+    active = {"namespace": "a", "model_deployment": "batch", "pod": "b-1", "state": "active"}
+    demand = signals.parse(
+        [
+            {"metric": active, "value": [0, "2"]},
+            backlog("a", "batch", "12.5"),
+            backlog("a", "fresh", "40"),  # no concurrency series yet: still unknown
+        ]
+    )
+    assert set(demand) == {("a", "batch")}
+    assert demand[("a", "batch")].average == 14.5
+    assert demand[("a", "batch")].backlog == 12.5
+    assert demand[("a", "batch")].pods == {"b-1"}
+    query = signals.query(60)
+    assert query.startswith("rate(modelpilot_concurrency_seconds_total[60s]) or ")
+    assert (
+        "max by (namespace, model_deployment) (avg_over_time(modelpilot_async_queue_size[60s]))"
+        in query
+    )

@@ -68,7 +68,7 @@ def queries(
         f"[{window}]))",
         "replicas": f"max by ({BY}, state) (modelpilot_replicas{m})",
         "desired": f"max by ({BY}) (modelpilot_desired_replicas{m})",
-        "queue": f"sum by ({BY}) (modelpilot_async_queue_size{m})",
+        "queue": f"max by ({BY}) (modelpilot_async_queue_size{m})",
         "engine_queue": first_of(ENGINE_QUEUE, "sum"),
         "kv_cache": first_of(KV_CACHE, "avg"),
     }

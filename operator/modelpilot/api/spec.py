@@ -17,6 +17,26 @@ class MeterSpec(ApiModel):
     queue_timeout_seconds: int = Field(60, ge=1)
 
 
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the model's namespace. The operator never reads it: the kubelet
+    puts it in the meter's environment."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class AsyncSpec(ApiModel):
+    """The model's durable async queue on the user's Redis (see README: Async requests)."""
+
+    broker_secret_ref: SecretKeyRef  # a redis:// or rediss:// URL
+    webhook_secret_ref: SecretKeyRef | None = None  # HMAC key; without it webhooks are refused
+    webhook_hosts: list[str] = Field(default_factory=list)
+    max_queue_seconds: int = Field(3600, ge=1)
+    result_retention_seconds: int = Field(86400, ge=60)
+    visibility_timeout_seconds: int = Field(30, ge=5, le=3600)
+    max_attempts: int = Field(3, ge=1, le=100)
+
+
 INT32_MAX = 2**31 - 1  # a Deployment's replica count is an int32
 
 
@@ -68,3 +88,4 @@ class ModelDeploymentSpec(ApiModel):
     meter: MeterSpec = Field(default_factory=MeterSpec)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     advisor: AdvisorSpec = Field(default_factory=AdvisorSpec)
+    async_: AsyncSpec | None = Field(None, alias="async")

@@ -196,7 +196,7 @@ PANELS = (
         "Async queue size",
         "short",
         "Async requests waiting; a growing queue means they arrive faster than served.",
-        ((f"sum(modelpilot_async_queue_size{{{SEL}}})", "queued"),),
+        ((f"max(modelpilot_async_queue_size{{{SEL}}})", "queued"),),
     ),
     Panel(
         "Time in async queue",

@@ -1,6 +1,8 @@
 """The scaling rule: a pure function of settings, concurrency, current state and clock.
 
     needed  = average concurrency / (concurrencyTarget x targetUtilizationPercentage/100)
+              (an async backlog counts as concurrency: each waiting request is one more
+              request wanting a slot, as a request queued in a meter is)
     desired = current replicas while needed is within 10% of them (tolerance), else
               ceil(needed - 0.1); clamped to [minReplicas, maxReplicas]
 
@@ -37,6 +39,7 @@ class ScalerState:
 class Observation:
     average_concurrency: float | None  # None: unknown (no series)
     partial: bool = False  # some serving pods have no series yet
+    backlog: float = 0.0  # async requests waiting in the model's queue (part of the average)
 
 
 Action = Literal["up", "down", "hold"]
@@ -99,8 +102,9 @@ def decide(
     average = seen.average_concurrency
     want = desired_replicas(settings, average, current)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
+    backlog = f" (an async backlog of {seen.backlog:.0f} included)" if seen.backlog else ""
     why = (
-        f"average concurrency {average:.2f} over {settings.autoscaling_window_seconds}s / "
+        f"average concurrency {average:.2f}{backlog} over {settings.autoscaling_window_seconds}s / "
         f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%"
         f" = {per_replica:g} per replica) -> {want}"
     )

@@ -118,12 +118,14 @@ def scale_step(
         seen = Observation(None)
     else:
         partial = bool(signal.pods) and not set(serving) <= signal.pods
-        seen = Observation(signal.average, partial=partial)
+        seen = Observation(signal.average, partial=partial, backlog=signal.backlog or 0.0)
     decision = decide(settings, seen, state, now.timestamp())
 
     section: dict[str, Any] = {"effective": effective}
     if decision.desired is not None:
         section["desiredReplicas"] = decision.desired
+    if not isinstance(signal, NoSignal) and signal.backlog is not None:
+        section["asyncBacklog"] = round(signal.backlog, 1)
     scaled = decision.replicas != deployment.replicas
     if scaled:
         section["lastScaleTime"] = format_time(now)

@@ -46,7 +46,9 @@ def meter_container(
             f"--queue-timeout={meter.queue_timeout_seconds}",
             # Finish in-flight requests before the kubelet's SIGKILL.
             f"--drain-timeout={max(grace_seconds - 5, 1)}",
+            *async_args(spec),
         ],
+        "env": async_env(spec),
         "ports": [
             {"name": METER_PORT_NAME, "containerPort": meter.port, "protocol": "TCP"},
             {
@@ -74,6 +76,41 @@ def meter_container(
             "capabilities": {"drop": ["ALL"]},
         },
     }
+
+
+def async_args(spec: ModelDeploymentSpec) -> list[str]:
+    queue = spec.async_
+    if queue is None:
+        return []
+    return [
+        f"--async-max-queue-seconds={queue.max_queue_seconds}",
+        f"--async-result-ttl={queue.result_retention_seconds}",
+        f"--async-visibility-timeout={queue.visibility_timeout_seconds}",
+        f"--async-max-attempts={queue.max_attempts}",
+        *(f"--async-webhook-host={host}" for host in queue.webhook_hosts),
+    ]
+
+
+def async_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """The namespace (it names the model's queue) and, from the user's Secrets, the broker
+    URL and webhook key: in the environment, never in args (which `ps` and the API show)."""
+    env: list[dict[str, Any]] = [
+        {
+            "name": "MODELPILOT_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }
+    ]
+    queue = spec.async_
+    if queue is None:
+        return env
+    secrets = [("MODELPILOT_ASYNC_BROKER", queue.broker_secret_ref)]
+    if queue.webhook_secret_ref is not None:
+        secrets.append(("MODELPILOT_ASYNC_WEBHOOK_SECRET", queue.webhook_secret_ref))
+    for variable, ref in secrets:
+        env.append(
+            {"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        )
+    return env
 
 
 def pod_template(name: str, spec: ModelDeploymentSpec, meter_image: str) -> dict[str, Any]:

@@ -16,10 +16,11 @@ import pytest
 from aiohttp import web
 from kubernetes import client
 
+from modelpilot.devcluster.install import install
 from modelpilot.devcluster.redis import RedisServer
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 from modelpilot.meter import webhooks
-from tests.integration.conftest import Scraped, until
+from tests.integration.conftest import REPO, Scraped, until
 from tests.integration.operator_helpers import Models, equal, eventually, model_spec, replicas
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci10aGUtdGVzdHM="  # Standard Webhooks form
@@ -415,3 +416,24 @@ async def test_a_backlog_adds_replicas_and_the_queue_drains(
         eventually(lambda: equal(replicas(admin_api, namespace, "chat"), 1), timeout=60)
     finally:
         model.stop()
+
+
+def test_the_dev_broker_installs_non_root_and_only_meters_may_reach_it(
+    kubeconfigs: tuple[Path, Path], admin_api: client.ApiClient
+) -> None:
+    install(kubeconfigs[0], REPO / "manifests")  # the operator's namespace first, as users do
+    assert install(kubeconfigs[0], REPO / "manifests" / "async") == []
+    redis = client.AppsV1Api(admin_api).read_namespaced_deployment(
+        "modelpilot-redis", "modelpilot-system"
+    )
+    pod = redis.spec.template.spec
+    assert pod.security_context.run_as_non_root is True
+    assert pod.automount_service_account_token is False
+    container = pod.containers[0]
+    assert container.security_context.read_only_root_filesystem is True
+    assert {"--appendonly", "--appendfsync", "always"} <= set(container.args)
+    policy = client.NetworkingV1Api(admin_api).read_namespaced_network_policy(
+        "modelpilot-redis", "modelpilot-system"
+    )
+    (rule,) = policy.spec.ingress
+    assert rule._from[0].pod_selector.match_labels == {"app.kubernetes.io/managed-by": "modelpilot"}

@@ -117,7 +117,8 @@ class AsyncJobs:
         self.draining = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a cancel that a client library swallows must not hang exit
+            await asyncio.wait(self._tasks, timeout=5)
         if self.hooks is not None:
             await self.hooks.close()
         if self.broker is not None:
@@ -239,7 +240,7 @@ class AsyncJobs:
     async def _watch(self) -> None:
         """Wake idle workers when work is added (an XREAD that blocks on the streams)."""
         assert self.broker is not None
-        while True:
+        while not self.draining:
             try:
                 jobs, hooks = await self.broker.wait_for_work(block_seconds=5)
                 self._broker_ok = True
@@ -260,7 +261,7 @@ class AsyncJobs:
 
     async def _work(self) -> None:
         assert self.broker is not None
-        while True:
+        while not self.draining:
             while not self.draining:
                 await self.admission.hold()  # a free slot first: only then take work
                 try:
@@ -377,7 +378,7 @@ class AsyncJobs:
     # -- webhooks ---------------------------------------------------------------------------
     async def _deliver(self) -> None:
         assert self.broker is not None
-        while True:
+        while not self.draining:
             try:
                 hook = await self.broker.take_hook()
             except (RedisError, OSError) as exc:

@@ -15,7 +15,7 @@ from kubernetes import client, config
 from modelpilot.devcluster import controlplane, processes
 from modelpilot.devcluster.install import install
 from modelpilot.devcluster.servers import OperatorProcess
-from tests.integration.conftest import exporter, namespace  # noqa: F401  (fixtures)
+from tests.integration.conftest import exporter, namespace, scraped  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 StartOperator = Callable[..., OperatorProcess]

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from modelpilot.advisor.auto import Change, bounded, changes_of, last_change_time, plan
-from modelpilot.advisor.model import Evaluation, Recommendation
+from modelpilot.advisor.model import Evaluation, Predicted, Prediction, Recommendation
 from modelpilot.api.spec import AdvisorLimits, AdvisorSpec, Bounds
 from modelpilot.settings import Setting
 
@@ -96,6 +96,44 @@ def test_a_change_that_made_latency_worse_is_reverted() -> None:
     assert "reverted concurrencyTarget 10 -> 5: latency went from 800 ms to 1200 ms" in undo.message
     assert plan(evaluation(), advisor, [done], after(1800), 0.7).revert == []
     assert plan(evaluation(), advisor, [done], after(60), 1.2).revert == []
+
+
+def served(share: float, replicas: float = 2.0) -> Prediction:
+    return Prediction(replicas=replicas, within_objective=share, scale_events_per_hour=1.0)
+
+
+def test_a_change_is_judged_against_its_prediction() -> None:
+    advisor = AdvisorSpec(mode="Auto")
+    predicted = Predicted(current=served(0.80), recommended=served(0.99, replicas=3))
+    recommendation = rec("min_replicas", 1, 2).model_copy(update={"predicted": predicted})
+    (change,) = plan(evaluation(recommendation), advisor, [], NOW, 1.0).apply
+    assert change.predicted == predicted  # made in one step: its prediction is kept
+    assert (
+        plan(evaluation(rec("min_replicas", 1, 8)), advisor, [], NOW, 1.0).apply[0].predicted
+        is None
+    )
+
+    # Fifteen minutes on, what happened is measured. As predicted: kept, whatever latency did.
+    as_said = plan(evaluation(), advisor, [change], after(1800), 5.0, lambda _: served(0.97))
+    assert as_said.revert == []
+    (measured,) = as_said.measured
+    assert measured.measured == served(0.97) and measured.time == change.time
+    # Far worse than predicted and worse than before: reverted, saying why.
+    worse = plan(evaluation(), advisor, [change], after(1800), 0.5, lambda _: served(0.70))
+    (undo,) = worse.revert
+    assert (undo.setting, undo.from_, undo.to) == ("min_replicas", 2, 1)
+    assert "70% of busy points were within the objective after it" in undo.message
+    assert "the replay predicted 99%" in undo.message
+    # Short of the prediction but better than before (traffic grew, say): kept.
+    short = plan(evaluation(), advisor, [change], after(1800), 0.5, lambda _: served(0.85))
+    assert short.revert == []
+    # Measured once: an entry that holds its measurement is not measured again.
+    calls: list[float] = []
+    plan(evaluation(), advisor, [measured], after(3600), 0.5, lambda t: calls.append(t) or None)
+    assert calls == []
+    # Too early to tell, or nothing to measure with: no verdict yet.
+    assert plan(evaluation(), advisor, [change], after(60), 0.5, lambda _: served(0.1)).revert == []
+    assert plan(evaluation(), advisor, [change], after(1800), 9.9, lambda _: None).revert == []
 
 
 def test_history_from_status_is_read_defensively() -> None:

@@ -157,3 +157,19 @@ def test_each_recommendation_says_what_it_is_predicted_to_cost_and_buy() -> None
         "withinObjective": 1.0,
         "scaleEventsPerHour": 0.0,
     }
+
+
+def test_values_are_chosen_by_replay_and_judged_together() -> None:
+    capacity = next(
+        r for r in run(SCENARIOS["capacity"]).recommendations if r.reason == "CapacityExhausted"
+    )
+    rule_of_thumb = capacity.evidence["ruleOfThumb"]
+    assert isinstance(rule_of_thumb, int)
+    assert capacity.current < capacity.recommended < rule_of_thumb  # enough, for less
+    assert f"The rule of thumb says {rule_of_thumb}" in capacity.message
+    assert capacity.predicted is not None
+    assert (capacity.predicted.recommended.within_objective or 0) >= 0.99
+    # Two recommendations for one model are one change: both carry the pair's prediction.
+    cold = run(SCENARIOS["cold-starts"]).recommendations
+    assert len(cold) == 2 and cold[0].predicted == cold[1].predicted
+    assert "minReplicas 2 with scaleDownDelaySeconds" in cold[0].message

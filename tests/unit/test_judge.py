@@ -55,15 +55,19 @@ def test_auto_mode_applies_one_step_to_overrides_and_history() -> None:
     limits = {"scaleDownDelaySeconds": {"max": 450}}
     verdict = judge(KEY, spec("Auto", limits=limits), {}, HISTORY, NOW)
     (change,) = verdict.changes
-    assert (change.setting, change.from_, change.to) == ("scale_down_delay_seconds", 300, 450)
-    assert verdict.overrides == {"scale_down_delay_seconds": 450}
+    assert (change.setting, change.from_) == ("scale_down_delay_seconds", 300)
+    # Chosen by replay among the values the limits allow, then applied in one step.
+    (rec,) = verdict.evaluation.recommendations
+    assert 300 < change.to == rec.recommended <= 450
+    assert change.predicted == rec.predicted
+    assert verdict.overrides == {"scale_down_delay_seconds": change.to}
     section = verdict.section()
-    assert section["overrides"] == {"scaleDownDelaySeconds": 450}
+    assert section["overrides"] == {"scaleDownDelaySeconds": change.to}
     assert section["history"][-1]["setting"] == "scaleDownDelaySeconds"
     # The next verdict, from that status: the settings in force include the override, and
     # only history since the change is judged (none yet), so nothing more is applied.
     later = judge(KEY, spec("Auto", limits=limits), {"advisor": section}, HISTORY, NOW)
-    assert later.settings.scale_down_delay_seconds == 450
+    assert later.settings.scale_down_delay_seconds == change.to
     assert later.judged_since == NOW.timestamp()
     assert later.changes == [] and later.evaluation.recommendations == []
     assert "judging the last change" in later.condition.message
@@ -99,3 +103,30 @@ def test_no_history_is_insufficient_data_and_no_change() -> None:
     assert verdict.changes == [] and verdict.overrides == {}
     assert (verdict.condition.status, verdict.condition.reason) == ("False", "InsufficientData")
     assert "no recommendation is made from absent data" in verdict.condition.message
+
+
+def test_auto_mode_measures_a_predicted_change_and_reverts_it_when_far_worse() -> None:
+    changed = NOW - timedelta(hours=1)
+    entry = {
+        "time": format_time(changed),
+        "setting": "scaleDownDelaySeconds",
+        "from": 300,
+        "to": 600,
+        "reason": "Thrash",
+        "message": "applied",
+        "predicted": {
+            "current": {"replicas": 4.0, "withinObjective": 1.0, "scaleEventsPerHour": 9.0},
+            "recommended": {"replicas": 5.0, "withinObjective": 1.0, "scaleEventsPerHour": 2.0},
+        },
+    }
+    status = {"advisor": {"overrides": {"scaleDownDelaySeconds": 600}, "history": [entry]}}
+    verdict = judge(KEY, spec("Auto"), status, HISTORY, NOW)
+    measured = verdict.history[0].measured
+    assert measured is not None and measured.within_objective is not None
+    # The thrashing hour served far worse than the (deliberately rosy) prediction.
+    assert measured.within_objective < 0.9
+    undo = verdict.changes[0]
+    assert (undo.reason, undo.from_, undo.to) == ("Reverted", 600, 300)
+    assert "the replay predicted 100%" in undo.message
+    assert verdict.history[0].reverted  # the measured entry is the one marked reverted
+    assert verdict.section()["history"][0]["measured"]["withinObjective"] < 0.9

@@ -2,18 +2,24 @@
 
 Changes go to status.advisor.overrides (the scaler uses spec + overrides), one bounded
 step at a time (at most double or half the current value), inside spec.advisor.limits,
-at most once per setting per cooldownSeconds, and never from insufficient data. A change
-after which latency got worse by more than a fifth is reverted.
+at most once per setting per cooldownSeconds, and never from insufficient data.
+
+A change made in one step records what the replay predicted (`predicted`: the share of busy
+points within the objective, replicas and scale events, before and after). Fifteen minutes
+on, what happened since is measured the same way (`measured`), and the change is reverted
+when it served far worse than predicted (more than FAR_WORSE below the predicted share) and
+worse than the replay said the old settings would. This refines the older rule, which still
+judges changes without a prediction: latency more than a fifth worse than before.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from modelpilot.advisor.model import Evaluation
+from modelpilot.advisor.model import Evaluation, Predicted, Prediction
 from modelpilot.api.base import ApiModel
 from modelpilot.api.spec import AdvisorSpec
 from modelpilot.settings import Setting, SettingField, clamp_to_limits, wire_name
@@ -21,6 +27,7 @@ from modelpilot.times import format_time, parse_time
 
 MIN_CONFIDENCE = 0.6
 WORSE_BY = 1.2
+FAR_WORSE = 0.1  # measured share within the objective this far below the predicted one
 REVERT_AFTER_SECONDS = 900  # a change is judged by latency at least this long after it
 
 
@@ -36,6 +43,8 @@ class Change(ApiModel):
     # Latency over the hour before the change, to judge it by (seconds; None: unknown).
     latency_before_seconds: float | None = None
     reverted: bool = False
+    predicted: Predicted | None = None  # the replay's, when the change was made in one step
+    measured: Prediction | None = None  # the same figures over what happened after it
 
     @property
     def at(self) -> float | None:
@@ -47,6 +56,34 @@ class Change(ApiModel):
 class Plan(BaseModel):
     apply: list[Change] = Field(default_factory=list)
     revert: list[Change] = Field(default_factory=list)  # new entries undoing earlier ones
+    measured: list[Change] = Field(default_factory=list)  # earlier entries, now measured
+
+
+# What happened since a unix time, in the prediction's terms (None: not enough to tell).
+Measure = Callable[[float], Prediction | None]
+
+
+def _far_worse(change: Change) -> bool:
+    if change.predicted is None or change.measured is None:
+        return False
+    measured = change.measured.within_objective
+    predicted = change.predicted.recommended.within_objective
+    before = change.predicted.current.within_objective
+    if measured is None or predicted is None or before is None:
+        return False
+    return measured < predicted - FAR_WORSE and measured < before
+
+
+def _revert(change: Change, stamp: str, why: str) -> Change:
+    return Change(
+        time=stamp,
+        setting=change.setting,
+        from_=change.to,
+        to=change.from_,
+        reason="Reverted",
+        reverted=True,
+        message=f"reverted {wire_name(change.setting)} {change.from_} -> {change.to}: {why}",
+    )
 
 
 def changes_of(status: Mapping[str, Any]) -> list[Change]:
@@ -81,9 +118,10 @@ def plan(
     history: Sequence[Change],
     now: datetime,
     latency_now: float | None,
+    measure: Measure | None = None,
 ) -> Plan:
     """`history` is status.advisor.history; `latency_now` the latency over the last hour
-    (None when unknown)."""
+    (None when unknown); `measure` what happened since a time (None: nothing measured)."""
     result = Plan()
     if evaluation.status != "ok":
         return result
@@ -92,28 +130,40 @@ def plan(
     for change in history:
         last_change[change.setting] = (change.at or 0.0, change)
 
-    # Revert first: a change after which latency got worse (and is not reverted yet).
-    for setting, (when, change) in last_change.items():
-        if (
-            not change.reverted
-            and change.latency_before_seconds
+    # Revert first: a change that served far worse than predicted or, without a prediction,
+    # after which latency got worse (and is not reverted yet).
+    for when, change in last_change.values():
+        if change.reverted or clock - when < REVERT_AFTER_SECONDS:
+            continue
+        if change.predicted is not None:
+            if change.measured is None and measure is not None:
+                measured = measure(when)
+                if measured is not None:
+                    change = change.model_copy(update={"measured": measured})
+                    result.measured.append(change)
+            if _far_worse(change):
+                assert change.measured is not None and change.predicted is not None
+                got = change.measured.within_objective or 0.0
+                said = change.predicted.recommended.within_objective or 0.0
+                result.revert.append(
+                    _revert(
+                        change,
+                        stamp,
+                        f"{got * 100:.0f}% of busy points were within the objective after it, "
+                        f"where the replay predicted {said * 100:.0f}%",
+                    )
+                )
+        elif (
+            change.latency_before_seconds
             and latency_now
-            and clock - when >= REVERT_AFTER_SECONDS
             and latency_now > change.latency_before_seconds * WORSE_BY
         ):
             result.revert.append(
-                Change(
-                    time=stamp,
-                    setting=setting,
-                    from_=change.to,
-                    to=change.from_,
-                    reason="Reverted",
-                    reverted=True,
-                    message=(
-                        f"reverted {wire_name(setting)} {change.from_} -> {change.to}: "
-                        f"latency went from {change.latency_before_seconds * 1000:.0f} ms to "
-                        f"{latency_now * 1000:.0f} ms after it"
-                    ),
+                _revert(
+                    change,
+                    stamp,
+                    f"latency went from {change.latency_before_seconds * 1000:.0f} ms to "
+                    f"{latency_now * 1000:.0f} ms after it",
                 )
             )
     reverted = {c.setting for c in result.revert}
@@ -135,6 +185,7 @@ def plan(
                 to=value,
                 reason=rec.reason,
                 latency_before_seconds=latency_now,
+                predicted=rec.predicted if value == rec.recommended else None,
                 message=(
                     f"applied {wire_name(rec.setting)} {rec.current} -> {value} ({rec.reason}"
                     + (

@@ -6,7 +6,7 @@ import math
 from modelpilot.advisor.model import Evaluation, History, Objective, Recommendation
 from modelpilot.advisor.predict import with_predictions
 from modelpilot.advisor.rules import MIN_POINTS, RULES, build_context
-from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
+from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec, ModelDeploymentSpec
 
 REQUIRED_COVERAGE = 0.6
 # How a missing latency is named: TTFT and TPOT exist only for streamed OpenAI-style traffic.
@@ -43,7 +43,9 @@ def evaluate(
     history: History | None,
     settings: AutoscalingSpec,
     objective: Objective,
+    limits: AdvisorLimits | None = None,
 ) -> Evaluation:
+    """`limits`: in Auto mode, values are chosen inside them (see advisor.predict)."""
     missing = [
         LATENCY_NAMES[objective.metric] if signal == "latency" else signal
         for signal in missing_signals(history)
@@ -70,7 +72,9 @@ def evaluate(
             best[found.setting] = found
     recommendations = sorted(best.values(), key=lambda r: -r.confidence)
     if math.isfinite(context.threshold):
-        recommendations = with_predictions(history, settings, recommendations, context.threshold)
+        recommendations = with_predictions(
+            history, settings, recommendations, context.threshold, limits
+        )
     return Evaluation(namespace=namespace, name=name, status="ok", recommendations=recommendations)
 
 
@@ -81,13 +85,14 @@ def evaluate_since_change(
     settings: AutoscalingSpec,
     objective: Objective,
     last_change: float | None,
+    limits: AdvisorLimits | None = None,
 ) -> Evaluation:
     """Judge only the history after the last applied change (unix time): what came before
     describes settings that are gone, and judging it again would repeat the same advice
     (Auto mode would step the same setting again and again on stale evidence)."""
     if history is None or last_change is None:
-        return evaluate(namespace, name, history, settings, objective)
-    evaluation = evaluate(namespace, name, history.since(last_change), settings, objective)
+        return evaluate(namespace, name, history, settings, objective, limits)
+    evaluation = evaluate(namespace, name, history.since(last_change), settings, objective, limits)
     if evaluation.status == "ok" or missing_signals(history):
         return evaluation
     return Evaluation(

@@ -5,6 +5,7 @@ all reach their verdict here, from the same inputs, so they cannot disagree. Pur
 callers fetch the history and write, post or print what the verdict says.
 """
 
+import math
 import statistics
 from collections.abc import Mapping
 from datetime import datetime
@@ -12,9 +13,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from modelpilot.advisor.auto import Change, changes_of, last_change_time, plan
+from modelpilot.advisor.auto import (
+    REVERT_AFTER_SECONDS,
+    Change,
+    Measure,
+    changes_of,
+    last_change_time,
+    plan,
+)
 from modelpilot.advisor.evaluate import evaluate_since_change, objective_of
-from modelpilot.advisor.model import Evaluation, History, Recommendation
+from modelpilot.advisor.model import Evaluation, History, Prediction, Recommendation
+from modelpilot.advisor.predict import as_prediction
+from modelpilot.advisor.replay import outcome
+from modelpilot.advisor.rules import build_context
 from modelpilot.api import Key
 from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 from modelpilot.api.status import ConditionUpdate
@@ -75,18 +86,29 @@ def judge(
     settings = settings_in_force(spec, status)
     changes = changes_of(status)
     since = last_change_time(changes)
-    evaluation = evaluate_since_change(key[0], key[1], history, settings, objective_of(spec), since)
+    limits = spec.advisor.limits if spec.advisor.mode == "Auto" else None
+    evaluation = evaluate_since_change(
+        key[0], key[1], history, settings, objective_of(spec), since, limits
+    )
     overrides = overrides_of(status)
     done: list[Change] = []
     if spec.advisor.mode == "Auto":
-        decided = plan(evaluation, spec.advisor, changes, now, recent_latency(history))
+        decided = plan(
+            evaluation,
+            spec.advisor,
+            changes,
+            now,
+            recent_latency(history),
+            measurer(history, settings, spec),
+        )
         done = [*decided.revert, *decided.apply]
         reverted = {c.setting for c in decided.revert}
+        measured = {(c.time, c.setting): c for c in decided.measured}
         # A reverted change is done with: its own history entry says so too.
         changes = [
-            c.model_copy(update={"reverted": True})
+            (measured.get((c.time, c.setting)) or c).model_copy(update={"reverted": True})
             if c.setting in reverted and not c.reverted
-            else c
+            else measured.get((c.time, c.setting), c)
             for c in changes
         ] + done
         overrides.update({c.setting: c.to for c in done})
@@ -102,6 +124,28 @@ def judge(
         condition=_condition(evaluation, history, lookback_seconds),
         at=now,
     )
+
+
+def measurer(
+    history: History | None, settings: AutoscalingSpec, spec: ModelDeploymentSpec
+) -> Measure | None:
+    """What happened since a time, in the terms of a prediction: replicas on average, the
+    share of busy points within the objective (the same threshold the advisor judges by)."""
+    if history is None or not history.times:
+        return None
+    threshold = build_context(history, settings, objective_of(spec)).threshold
+    if not math.isfinite(threshold):
+        return None
+    full = history
+
+    def measure(since: float) -> Prediction | None:
+        after = full.since(since)
+        hours = len(after.times) * after.step / 3600
+        if hours * 3600 < REVERT_AFTER_SECONDS * 0.8:  # too little to tell yet
+            return None
+        return as_prediction(outcome(after, threshold), hours)
+
+    return measure
 
 
 def _new(evaluation: Evaluation, status: Mapping[str, Any]) -> list[Recommendation]:

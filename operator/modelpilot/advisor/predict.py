@@ -1,14 +1,18 @@
-"""What a recommendation is predicted to cost and buy: the model's history replayed
-(`advisor.replay`) under the settings in force and with the recommended change, over the
-same traffic."""
+"""What recommendations are predicted to cost and buy, and how far they should go: the
+model's history replayed (`advisor.replay`) under the settings in force and under candidate
+changes over the same traffic; `advisor.choose` picks the cheapest set that meets the
+objective."""
 
+from collections.abc import Mapping
+
+from modelpilot.advisor.choose import Values, choose
 from modelpilot.advisor.model import History, Predicted, Prediction, Recommendation
-from modelpilot.advisor.replay import Outcome, fit, outcome, replay
-from modelpilot.api.spec import AutoscalingSpec
-from modelpilot.settings import wire_name
+from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay
+from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
+from modelpilot.settings import Setting, clamp_to_limits, wire_name
 
 
-def _prediction(result: Outcome, hours: float) -> Prediction:
+def as_prediction(result: Outcome, hours: float) -> Prediction:
     return Prediction(
         replicas=round(result.replica_hours / hours, 2),
         within_objective=None if result.attainment is None else round(result.attainment, 3),
@@ -16,7 +20,11 @@ def _prediction(result: Outcome, hours: float) -> Prediction:
     )
 
 
-def _sentence(rec: Recommendation, p: Predicted, threshold: float) -> str:
+def _change(values: Mapping[Setting, int]) -> str:
+    return " with ".join(f"{wire_name(s)} {v}" for s, v in values.items())
+
+
+def _sentence(values: Mapping[Setting, int], p: Predicted, threshold: float) -> str:
     now, then = p.current, p.recommended
     extra = then.replicas - now.replicas
     if abs(extra) < 0.05:
@@ -33,10 +41,44 @@ def _sentence(rec: Recommendation, p: Predicted, threshold: float) -> str:
             f"{threshold * 1000:.0f} ms instead of {now.within_objective * 100:.0f}%"
         )
     return (
-        f" Replayed over the same traffic, {wire_name(rec.setting)} {rec.recommended} "
-        f"{cost}{served}, {then.scale_events_per_hour:g} scale events per hour instead of "
+        f" Replayed over the same traffic, {_change(values)} {cost}{served}, "
+        f"{then.scale_events_per_hour:g} scale events per hour instead of "
         f"{now.scale_events_per_hour:g}."
     )
+
+
+class _Replays:
+    """Replays of one fitted history, each set of values once."""
+
+    def __init__(self, fitted: Fitted, settings: AutoscalingSpec, threshold: float) -> None:
+        self.fitted, self.settings, self.threshold = fitted, settings, threshold
+        self.done: dict[tuple[tuple[Setting, int], ...], Outcome | None] = {}
+
+    def __call__(self, values: Values) -> Outcome | None:
+        key = tuple(sorted(values.items()))
+        if key not in self.done:
+            changed = self.settings.model_copy(update={str(k): v for k, v in values.items()})
+            valid = changed.min_replicas <= changed.max_replicas
+            self.done[key] = (
+                outcome(replay(self.fitted, changed), self.threshold) if valid else None
+            )
+        return self.done[key]
+
+
+def _refined(rec: Recommendation, value: int, others: list[Recommendation]) -> Recommendation:
+    """The rule's recommendation with the value the replays chose."""
+    message, evidence = rec.message, dict(rec.evidence)
+    if value != rec.recommended:
+        message += (
+            f" The rule of thumb says {rec.recommended}; replaying this model's traffic, "
+            f"{value} is enough."
+        )
+        evidence["ruleOfThumb"] = rec.recommended
+    if others:
+        covered = ", ".join(f"{o.reason} ({wire_name(o.setting)} {o.recommended})" for o in others)
+        message += f" Replayed together, this also does what {covered} would, for less."
+        evidence["covers"] = ", ".join(o.reason for o in others)
+    return rec.model_copy(update={"recommended": value, "message": message, "evidence": evidence})
 
 
 def with_predictions(
@@ -44,32 +86,43 @@ def with_predictions(
     settings: AutoscalingSpec,
     recommendations: list[Recommendation],
     threshold: float,
+    limits: AdvisorLimits | None = None,
 ) -> list[Recommendation]:
-    """Each recommendation with `predicted` and the trade-off in its message; as they were
-    when the history cannot be fitted (too few points with traffic)."""
+    """The recommendations with values chosen by replay (`advisor.choose`; a recommendation
+    whose setting need not change is folded into the ones that do), each with `predicted`
+    and the trade-off in its message. With `limits` (Auto mode), only values inside them are
+    tried. As they were when the history cannot be fitted (too few points with traffic) or
+    the objective cannot be judged."""
     if not recommendations:
         return recommendations
     fitted = fit(history)
     if fitted is None:
         return recommendations
     hours = len(fitted.arrivals) * fitted.step / 3600
-    current = _prediction(outcome(replay(fitted, settings), threshold), hours)
+    replays = _Replays(fitted, settings, threshold)
+    now = replays({})
+    within = limits or AdvisorLimits()
+    chosen = choose(
+        [
+            (r.setting, r.current, clamp_to_limits(r.setting, r.recommended, within))
+            for r in recommendations
+        ],
+        replays,
+    )
+    if now is None or chosen is None:
+        return recommendations
+    predicted = Predicted(
+        current=as_prediction(now, hours), recommended=as_prediction(chosen.outcome, hours)
+    )
+    sentence = _sentence(chosen.values, predicted, threshold)
+    kept = [r for r in recommendations if r.setting in chosen.values]
+    folded = [r for r in recommendations if r.setting not in chosen.values]
     out = []
-    for rec in recommendations:
-        changed = settings.model_copy(update={rec.setting: rec.recommended})
-        if changed.min_replicas > changed.max_replicas:
-            out.append(rec)
-            continue
-        predicted = Predicted(
-            current=current,
-            recommended=_prediction(outcome(replay(fitted, changed), threshold), hours),
-        )
+    for i, rec in enumerate(kept):
+        refined = _refined(rec, chosen.values[rec.setting], folded if i == 0 else [])
         out.append(
-            rec.model_copy(
-                update={
-                    "predicted": predicted,
-                    "message": rec.message + _sentence(rec, predicted, threshold),
-                }
+            refined.model_copy(
+                update={"predicted": predicted, "message": refined.message + sentence}
             )
         )
     return out

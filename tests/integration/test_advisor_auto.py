@@ -80,8 +80,15 @@ def test_auto_mode_applies_holds_and_reverts(
         advisor={
             "mode": "Auto",
             "cooldownSeconds": 3600,
-            # maxReplicas pinned: the change is chosen among the delays up to 1200.
-            "limits": {"scaleDownDelaySeconds": {"max": 1200}, "maxReplicas": {"max": 8}},
+            # Every other setting pinned: the change is chosen among the delays up to 1200.
+            "limits": {
+                "scaleDownDelaySeconds": {"max": 1200},
+                "minReplicas": {"max": 1},
+                "maxReplicas": {"max": 8},
+                "concurrencyTarget": {"min": 2, "max": 2},
+                "targetUtilizationPercentage": {"min": 70, "max": 70},
+                "autoscalingWindowSeconds": {"min": 60, "max": 60},
+            },
         },
     )
     create(models, "nodata", autoscaling=thrash, advisor={"mode": "Auto"})

@@ -121,9 +121,11 @@ def test_operator_advise_and_report_agree(
     )
     by_name = {item["name"]: item for item in advised["items"]}
 
-    # The operator recommends for the model whose history is all under its settings...
-    assert ("scaleDownDelaySeconds", "Thrash") in {
-        (r["setting"], r["reason"]) for r in operator["fresh"]["recommendations"]
+    # The operator recommends for the model whose history is all under its settings (the
+    # thrash it shows, as its own recommendation or covered by a cheaper one)...
+    fresh = operator["fresh"]["recommendations"]
+    assert "Thrash" in {r["reason"] for r in fresh} | {
+        reason for r in fresh for reason in str(r["evidence"].get("covers", "")).split(", ")
     }
     # ...and holds back where the last change is still being judged.
     assert operator["changed"]["recommendations"] == []

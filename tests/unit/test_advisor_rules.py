@@ -4,6 +4,7 @@ import pytest
 
 from modelpilot.advisor.evaluate import evaluate, evaluate_since_change
 from modelpilot.advisor.model import Evaluation, History, Objective
+from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.devcluster.scenarios import Scenario, catalogue, history, simulate
 
 SCENARIOS = {s.name: s for s in catalogue()}
@@ -173,3 +174,13 @@ def test_values_are_chosen_by_replay_and_judged_together() -> None:
     cold = run(SCENARIOS["cold-starts"]).recommendations
     assert len(cold) == 2 and cold[0].predicted == cold[1].predicted
     assert "minReplicas 2 with scaleDownDelaySeconds" in cold[0].message
+
+
+def test_slow_in_every_burst_at_max_is_short_of_capacity() -> None:
+    # The CRD defaults (maxReplicas 1) under bursty traffic: slow a quarter of the time, in
+    # short bursts, all day. Under 30% of the pinned time, but hours in all.
+    thrash = SCENARIOS["thrash"]
+    pinned = Scenario("pinned", AutoscalingSpec(), thrash.load, thrash.behaviour)
+    setting, current, recommended = by_reason(run(pinned))["CapacityExhausted"]
+    assert (setting, current) == ("max_replicas", 1)
+    assert recommended > 1

@@ -248,7 +248,9 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
     if not known or len(pinned) / len(known) < 0.15 or len(pinned) * ctx.step < 600:
         return None
     states = [d for d in (ctx.degraded(i) for i in pinned) if d is not None]
-    if not states or sum(states) / len(states) < 0.3:
+    # Slow for 30% of the pinned time, or for half an hour in all: a model pinned at max
+    # all day and slow in every burst is short of capacity even if the bursts are short.
+    if not states or (sum(states) / len(states) < 0.3 and sum(states) * ctx.step < 1800):
         return None
     peak = percentile(_known([ctx.history.concurrency[i] for i in pinned]), 95)
     # Saturated replicas queue requests, which inflates concurrency: size the need by the

@@ -100,8 +100,11 @@ def test_report_file(prometheus: PrometheusServer, tmp_path: Path) -> None:
     assert set(no_data) == {"CPU usage", "Memory usage"}
     assert page.count("data:image/png;base64,") == len(PANELS) - 2
     assert "http://" not in page.split("<body>", 1)[1]  # self-contained: nothing to fetch
-    assert "Thrash: scaleDownDelaySeconds 300 →" in page
-    assert "reversals" in page  # the evidence table
+    # The thrash diagnosis, as its own recommendation or covered by a cheaper change it was
+    # replayed together with (which one wins depends on how the grid falls on the bursts).
+    reasons = re.findall(r'data-reason="(\w+)"', page)
+    assert "Thrash" in reasons or "this also does what Thrash" in page, reasons
+    assert "<table><tr><th>" in page  # the evidence table
     assert "Red lines: the scale events the evidence counts" in page
 
     chromium = shutil.which("chromium")

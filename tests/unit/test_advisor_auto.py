@@ -124,6 +124,13 @@ def test_a_change_is_judged_against_its_prediction() -> None:
     assert (undo.setting, undo.from_, undo.to) == ("min_replicas", 2, 1)
     assert "70% of busy points were within the objective after it" in undo.message
     assert "the replay predicted 99%" in undo.message
+    # What the judged history showed is kept with the change, and judged against.
+    measuring = plan(evaluation(recommendation), advisor, [], NOW, 1.0, lambda _: served(0.80))
+    seen = measuring.apply[0]
+    assert seen.before == served(0.80)
+    # Missed its prediction, but served as before (and, say, for fewer replicas): kept.
+    same = plan(evaluation(), advisor, [seen], after(1800), 0.5, lambda _: served(0.80))
+    assert same.revert == []
     # Short of the prediction but better than before (traffic grew, say): kept.
     short = plan(evaluation(), advisor, [change], after(1800), 0.5, lambda _: served(0.85))
     assert short.revert == []

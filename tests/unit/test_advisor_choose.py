@@ -72,3 +72,21 @@ def test_invalid_sets_are_skipped_and_no_objective_means_no_choice() -> None:
     assert chosen is not None and chosen.values == {"min_replicas": 2}
     assert choose([("min_replicas", 1, 8)], lambda _: result(1.0, None)) is None
     assert choose([("min_replicas", 1, 8)], lambda _: None) is None
+
+
+def test_within_the_objective_already_only_a_change_that_costs_no_more_is_chosen() -> None:
+    # A longer delay would cut scale events, but the objective is met and it costs more.
+    def costlier(values: Values) -> Outcome:
+        delay = values.get("scale_down_delay_seconds", 60)
+        return result(replica_hours=10 + delay / 600, attainment=0.995, events=3600 / delay)
+
+    chosen = choose([("scale_down_delay_seconds", 60, 1200)], costlier)
+    assert chosen is not None and chosen.values == {} and chosen.outcome.replica_hours == 10.1
+
+    # Fewer warm replicas cost less and still meet it: that one is worth making.
+    def spare(values: Values) -> Outcome:
+        warm = values.get("min_replicas", 6)
+        return result(replica_hours=warm * 6.0, attainment=0.995 if warm >= 2 else 0.9)
+
+    chosen = choose([("min_replicas", 6, 1)], spare)
+    assert chosen is not None and chosen.values == {"min_replicas": 2}

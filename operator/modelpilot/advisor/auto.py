@@ -8,7 +8,7 @@ A change made in one step records what the replay predicted (`predicted`: the sh
 points within the objective, replicas and scale events, before and after). Fifteen minutes
 on, what happened since is measured the same way (`measured`), and the change is reverted
 when it served far worse than predicted (more than FAR_WORSE below the predicted share) and
-worse than the replay said the old settings would. This refines the older rule, which still
+worse than the history it was judged on had (`before`). This refines the older rule, which still
 judges changes without a prediction: latency more than a fifth worse than before.
 """
 
@@ -28,6 +28,7 @@ from modelpilot.times import format_time, parse_time
 MIN_CONFIDENCE = 0.6
 WORSE_BY = 1.2
 FAR_WORSE = 0.1  # measured share within the objective this far below the predicted one
+NOISE = 0.02  # and this far below the share before the change
 REVERT_AFTER_SECONDS = 900  # a change is judged by latency at least this long after it
 
 
@@ -44,7 +45,8 @@ class Change(ApiModel):
     latency_before_seconds: float | None = None
     reverted: bool = False
     predicted: Predicted | None = None  # the replay's, when the change was made in one step
-    measured: Prediction | None = None  # the same figures over what happened after it
+    before: Prediction | None = None  # the same figures over the history it was judged on
+    measured: Prediction | None = None  # and over what happened after it
 
     @property
     def at(self) -> float | None:
@@ -68,10 +70,14 @@ def _far_worse(change: Change) -> bool:
         return False
     measured = change.measured.within_objective
     predicted = change.predicted.recommended.within_objective
-    before = change.predicted.current.within_objective
+    # Worse than what was seen before the change (the replay's figure for the old settings
+    # only when nothing was seen): a change that missed its prediction but did no harm,
+    # or saved replicas at the same service, stays.
+    seen = change.before or change.predicted.current
+    before = seen.within_objective
     if measured is None or predicted is None or before is None:
         return False
-    return measured < predicted - FAR_WORSE and measured < before
+    return measured < predicted - FAR_WORSE and measured < before - NOISE
 
 
 def _revert(change: Change, stamp: str, why: str) -> Change:
@@ -119,9 +125,11 @@ def plan(
     now: datetime,
     latency_now: float | None,
     measure: Measure | None = None,
+    judged_since: float | None = None,
 ) -> Plan:
     """`history` is status.advisor.history; `latency_now` the latency over the last hour
-    (None when unknown); `measure` what happened since a time (None: nothing measured)."""
+    (None when unknown); `measure` what happened since a time (None: nothing measured);
+    `judged_since` where the judged history starts (None: the whole lookback)."""
     result = Plan()
     if evaluation.status != "ok":
         return result
@@ -167,6 +175,12 @@ def plan(
                 )
             )
     reverted = {c.setting for c in result.revert}
+    seen: list[Prediction | None] = []  # what the judged history showed, measured once
+
+    def before() -> Prediction | None:
+        if not seen:
+            seen.append(measure(judged_since or 0.0) if measure is not None else None)
+        return seen[0]
 
     for rec in evaluation.recommendations:
         if rec.confidence < MIN_CONFIDENCE or rec.setting in reverted:
@@ -186,6 +200,7 @@ def plan(
                 reason=rec.reason,
                 latency_before_seconds=latency_now,
                 predicted=rec.predicted if value == rec.recommended else None,
+                before=before() if value == rec.recommended else None,
                 message=(
                     f"applied {wire_name(rec.setting)} {rec.current} -> {value} ({rec.reason}"
                     + (

@@ -44,15 +44,22 @@ def ladder(current: int, suggested: int, rungs: int = RUNGS) -> list[int]:
 
 @dataclass(frozen=True)
 class Choice:
-    values: dict[Setting, int]  # the settings that change, and to what
+    values: dict[Setting, int]  # the settings that change, and to what (empty: none pays)
     outcome: Outcome
     tried: int  # sets of values replayed
 
 
-def choose(suggested: Sequence[tuple[Setting, int, int]], simulate: Simulate) -> Choice | None:
+def choose(
+    suggested: Sequence[tuple[Setting, int, int]],
+    simulate: Simulate,
+    seen_within: bool = True,
+) -> Choice | None:
     """The cheapest change (setting, current, suggested triples in) that meets the goal, or
-    the closest to it. None when the replays cannot judge the objective (no busy points or
-    no objective), or no candidate set is valid."""
+    the closest to it. When the settings in force already meet it, only a change that costs
+    no more is chosen, else none (`values` empty: nothing to recommend). None when the
+    replays cannot judge the objective (no busy points or no objective), or no candidate
+    set is valid. `seen_within`: whether the history itself met the goal (a replay that
+    says the settings in force are fine while they were seen not to be is not believed)."""
     rungs = RUNGS if len(suggested) < 3 else FEW_RUNGS
     options = [
         [(setting, current), *((setting, v) for v in ladder(current, target, rungs))]
@@ -72,6 +79,17 @@ def choose(suggested: Sequence[tuple[Setting, int, int]], simulate: Simulate) ->
         tried.append((changed, result))
     if not tried:
         return None
+    now = simulate({})
+    if seen_within and now is not None and (now.attainment or 0.0) >= GOAL:
+        # Already within the objective: only a change that also costs no more is worth it.
+        cheaper = [
+            (c, r)
+            for c, r in tried
+            if (r.attainment or 0.0) >= GOAL and r.replica_hours <= now.replica_hours + 1e-9
+        ]
+        if not cheaper:
+            return Choice(values={}, outcome=now, tried=len(tried))
+        tried = cheaper
     goal = min(GOAL, max(r.attainment or 0.0 for _, r in tried))
     meeting = [(c, r) for c, r in tried if (r.attainment or 0.0) >= goal - 1e-9]
     values, result = min(

@@ -100,6 +100,7 @@ def judge(
             now,
             recent_latency(history),
             measurer(history, settings, spec),
+            since,
         )
         done = [*decided.revert, *decided.apply]
         reverted = {c.setting for c in decided.revert}

@@ -5,7 +5,7 @@ objective."""
 
 from collections.abc import Mapping
 
-from modelpilot.advisor.choose import Values, choose
+from modelpilot.advisor.choose import GOAL, Values, choose
 from modelpilot.advisor.model import History, Predicted, Prediction, Recommendation
 from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay
 from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
@@ -45,6 +45,9 @@ def _sentence(values: Mapping[Setting, int], p: Predicted, threshold: float) -> 
         f"{then.scale_events_per_hour:g} scale events per hour instead of "
         f"{now.scale_events_per_hour:g}."
     )
+
+
+UNSEARCHED = frozenset({"AsyncBacklog"})
 
 
 class _Replays:
@@ -93,6 +96,19 @@ def with_predictions(
     and the trade-off in its message. With `limits` (Auto mode), only values inside them are
     tried. As they were when the history cannot be fitted (too few points with traffic) or
     the objective cannot be judged."""
+    # The replay models latency, not the async queue: a backlog's fix is not searched.
+    queued = [r for r in recommendations if r.reason in UNSEARCHED]
+    searched = [r for r in recommendations if r.reason not in UNSEARCHED]
+    return [*_searched(history, settings, searched, threshold, limits), *queued]
+
+
+def _searched(
+    history: History,
+    settings: AutoscalingSpec,
+    recommendations: list[Recommendation],
+    threshold: float,
+    limits: AdvisorLimits | None,
+) -> list[Recommendation]:
     if not recommendations:
         return recommendations
     fitted = fit(history)
@@ -102,15 +118,19 @@ def with_predictions(
     replays = _Replays(fitted, settings, threshold)
     now = replays({})
     within = limits or AdvisorLimits()
+    seen = outcome(history, threshold).attainment
     chosen = choose(
         [
             (r.setting, r.current, clamp_to_limits(r.setting, r.recommended, within))
             for r in recommendations
         ],
         replays,
+        seen_within=seen is not None and seen >= GOAL,
     )
     if now is None or chosen is None:
         return recommendations
+    if not chosen.values:
+        return []  # within the objective already, and every change would cost more
     predicted = Predicted(
         current=as_prediction(now, hours), recommended=as_prediction(chosen.outcome, hours)
     )

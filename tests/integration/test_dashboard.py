@@ -52,6 +52,10 @@ def extras(start: float, end: float) -> list[Series]:
         )
     for le, share in (("1", 0.5), ("10", 1.0), ("+Inf", 1.0)):
         growing("modelpilot_time_in_async_queue_seconds_bucket", {**meter, "le": le}, share)
+    for outcome, per_second in (("delivered", 0.5), ("retried", 0.05), ("gave_up", 0.01)):
+        growing(
+            "modelpilot_async_webhook_deliveries_total", {**meter, "outcome": outcome}, per_second
+        )
     for condition, value in (("true", 2), ("false", 1), ("unknown", 0)):
         flat("modelpilot_pod_readiness", {**operator, "condition": condition}, value)
     flat("modelpilot_container_restarts_total", {**operator, "reason": "OOMKilled"}, 3)
@@ -119,6 +123,7 @@ def test_dashboard_shape() -> None:
         "GPU memory",
         "Async queue size",
         "Time in async queue",
+        "Async webhooks",
         "Recommendations",
     } <= titles
 

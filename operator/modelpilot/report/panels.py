@@ -205,6 +205,19 @@ PANELS = (
         _percentiles("modelpilot_time_in_async_queue_seconds"),
     ),
     Panel(
+        "Async webhooks",
+        "reqps",
+        "Webhook deliveries of async results: delivered, retried (another attempt follows), "
+        "gave up (the last attempt failed).",
+        (
+            (
+                f"sum by (outcome) (rate(modelpilot_async_webhook_deliveries_total{{{SEL}}}"
+                "[$__rate_interval]))",
+                "{{outcome}}",
+            ),
+        ),
+    ),
+    Panel(
         "Recommendations",
         "short",
         "The advisor's open recommendations: the value per setting (details: kubectl describe md).",

@@ -277,6 +277,10 @@ class AsyncJobs:
                 self.admission.activate()
                 try:
                     await self._run(taken)
+                except (RedisError, OSError, aiohttp.ClientError, ValueError) as exc:
+                    # Left pending: taken again after the visibility timeout, and FAILED once
+                    # out of attempts. The worker itself must survive any one request.
+                    log.warning("async request %s: %s", taken.id, type(exc).__name__)
                 finally:
                     self.admission.release()
             await self._idle(self._job_wake)

@@ -168,6 +168,14 @@ def main() -> None:
     callback=_duration,
     help="Resolution of that history (one point per step).",
 )
+@click.option(
+    "--advisor-processes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes that judge models, for fleets of hundreds: about one per CPU the "
+    "operator has, each about 80 MiB (0: judge in the operator's own process).",
+)
 @_scrape_interval("scrape_interval_seconds")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:

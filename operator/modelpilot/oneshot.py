@@ -79,7 +79,7 @@ def _list_cluster(namespace: str | None) -> list[dict[str, Any]]:
 
 def connect_prometheus(url: str) -> PrometheusConnect:
     """A Prometheus client, once it has answered."""
-    prometheus = PrometheusConnect(url=url, disable_ssl=True)
+    prometheus = PrometheusConnect(url=url, disable_ssl=True, headers=source.UNCOMPRESSED)
     try:
         reachable = prometheus.check_prometheus_connection()
     except Exception:
@@ -110,6 +110,7 @@ class Judged:
     status: dict[str, Any]
     history: History | None
     verdict: Verdict
+    read: str  # where the history came from (advisor.source.FROM_RULES or FROM_RAW)
 
 
 def judge_models(
@@ -130,6 +131,6 @@ def judge_models(
     out = []
     for key, (spec, status) in sorted(parsed.items()):
         history = fetched.histories.get(key)
-        verdict = judge(key, spec, status, history, now, lookback)
-        out.append(Judged(key, spec, status, history, verdict))
+        verdict = judge(key, spec, status, history, now, lookback, fetched.read)
+        out.append(Judged(key, spec, status, history, verdict, fetched.read))
     return out

@@ -223,6 +223,7 @@ def operator(
         resync_seconds=1,
         scaler_interval=1,
         gpu_interval=1,
+        advisor_processes=2,  # as a fleet would run it (the dedicated operator judges in-process)
         # Models labelled for a dedicated test operator are not this one's.
         selector=f"{SHARD_LABEL}!={DEDICATED_SHARD}",
         **prometheus,

@@ -82,15 +82,9 @@ def manifest(scenario: Scenario) -> dict[str, object]:
     }
 
 
-def test_every_pattern_through_prometheus_in_one_batch(
-    history_prometheus: PrometheusServer,
-) -> None:
-    prom = PrometheusConnect(url=history_prometheus.url, disable_ssl=True)
+def assert_diagnosed(fetched: source.Fetched) -> None:
+    """Each scenario's history gets its diagnosis, and the healthy ones none."""
     scenarios = {s.name: s for s in catalogue()}
-    keys = {(NAMESPACE, name): Objective() for name in scenarios}
-    keys[(NAMESPACE, "never-scraped")] = Objective()
-    fetched = asyncio.run(source.fetch(prom, keys, SIX_HOURS, 60, time.time()))
-    assert fetched.queries <= 10
     for name, want in EXPECTED.items():
         s = scenarios[name]
         objective = Objective(seconds=s.objective_ms / 1000 if s.objective_ms else None)
@@ -108,6 +102,19 @@ def test_every_pattern_through_prometheus_in_one_batch(
             assert reasons == [], (name, reasons)  # no false alarms
         else:
             assert want in reasons, (name, reasons)
+
+
+def test_every_pattern_through_prometheus_in_one_batch(
+    history_prometheus: PrometheusServer,
+) -> None:
+    prom = PrometheusConnect(url=history_prometheus.url, disable_ssl=True)
+    scenarios = {s.name: s for s in catalogue()}
+    keys = {(NAMESPACE, name): Objective() for name in scenarios}
+    keys[(NAMESPACE, "never-scraped")] = Objective()
+    fetched = asyncio.run(source.fetch(prom, keys, SIX_HOURS, 60, time.time()))
+    # Nine signals, the latency quantile split in two, and one look for the recording rules.
+    assert fetched.queries <= 11
+    assert_diagnosed(fetched)
     missing = evaluate(
         NAMESPACE,
         "never-scraped",
@@ -149,8 +156,10 @@ def test_advise_cli_offline_audit(offline: list[str]) -> None:
 
     result = _advise(*common, "-o", "json")
     assert result.returncode == 0, result.stderr
-    items = {i["name"]: i for i in json.loads(result.stdout)["items"]}
+    doc = json.loads(result.stdout)
+    items = {i["name"]: i for i in doc["items"]}
     assert set(items) == set(EXPECTED)
+    assert doc["historyRead"] == source.FROM_RAW  # this Prometheus has no recording rules
     # The thrash diagnosis: its own recommendation, or covered by a cheaper one (replayed
     # together; which one wins depends on how the 60 s grid falls on the bursts).
     thrash = next(
@@ -183,6 +192,7 @@ def test_advise_cli_offline_audit(offline: list[str]) -> None:
     assert lines[0].split() == ["MODEL", "SETTING", "CHANGE", "REASON", "CONF"]
     assert "scenarios/thrash" in lines[1] and thrash["reason"] in lines[1]
     assert max(len(line) for line in lines) <= 100
+    assert lines[-1] == f"History read {source.FROM_RAW}."
 
     as_yaml = yaml.safe_load(_advise(*common, "capacity", "-o", "yaml").stdout)
     assert as_yaml["items"][0]["recommendations"][0]["reason"] == "CapacityExhausted"

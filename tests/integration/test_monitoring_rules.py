@@ -26,7 +26,7 @@ def test_rules_pass_promtool_check(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 32 rules found" in result.stdout
 
 
 def annotations(alert: str) -> dict[str, str]:

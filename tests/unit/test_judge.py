@@ -4,6 +4,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modelpilot.advisor import source
 from modelpilot.advisor.judge import judge
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.devcluster.scenarios import catalogue, history, simulate
@@ -46,6 +47,8 @@ def test_recommend_mode_recommends_and_changes_nothing() -> None:
         "MetricsAvailable",
     )
     assert condition.message == f"{len(HISTORY.times)} points over the last 6h"
+    read = judge(KEY, spec(), {}, HISTORY, NOW, read=source.FROM_RULES).condition.message
+    assert read == f"{len(HISTORY.times)} points over the last 6h {source.FROM_RULES}"
     # Already in status: nothing new to announce.
     again = judge(KEY, spec(), {"advisor": section}, HISTORY, NOW)
     assert again.announce == []

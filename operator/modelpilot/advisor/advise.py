@@ -30,8 +30,10 @@ def table(evaluations: list[Evaluation]) -> str:
     return "\n".join(lines)
 
 
-def document(evaluations: list[Evaluation]) -> dict[str, Any]:
+def document(evaluations: list[Evaluation], read: str = "") -> dict[str, Any]:
+    """`read`: where the histories came from (advisor.source.FROM_RULES or FROM_RAW)."""
     return {
+        **({"historyRead": read} if read else {}),
         "items": [
             {
                 "namespace": ev.namespace,
@@ -41,5 +43,5 @@ def document(evaluations: list[Evaluation]) -> dict[str, Any]:
                 **({"missing": ev.missing} if ev.missing else {}),
             }
             for ev in evaluations
-        ]
+        ],
     }

@@ -34,12 +34,13 @@ def run_advise(
         raise CommandError("no ModelDeployments found")
     judged = judge_models(models, prometheus, lookback, step, scrape_interval)
     evaluations = [j.verdict.evaluation for j in judged]
+    read = judged[0].read
     if output == "json":
-        click.echo(json.dumps(document(evaluations), indent=2))
+        click.echo(json.dumps(document(evaluations, read), indent=2))
     elif output == "yaml":
-        click.echo(yaml.safe_dump(document(evaluations), sort_keys=False))
+        click.echo(yaml.safe_dump(document(evaluations, read), sort_keys=False))
     else:
-        click.echo(table(evaluations))
+        click.echo(table(evaluations) + f"\nHistory read {read}.")
 
 
 def run_whatif(

@@ -80,9 +80,11 @@ def judge(
     history: History | None,
     now: datetime,
     lookback_seconds: int = DEFAULT_LOOKBACK,
+    read: str = "",
 ) -> Verdict:
     """The verdict on one model. `status` is its status as last written (the advisor's
-    history and overrides are read from it); `history` its signals (None: none found)."""
+    history and overrides are read from it); `history` its signals (None: none found), and
+    `read` where they came from (`source.FROM_RULES` or `FROM_RAW`; said in the condition)."""
     settings = settings_in_force(spec, status)
     changes = changes_of(status)
     since = last_change_time(changes)
@@ -122,7 +124,7 @@ def judge(
         history=changes,
         overrides=overrides,
         announce=_new(evaluation, status),
-        condition=_condition(evaluation, history, lookback_seconds),
+        condition=_condition(evaluation, history, lookback_seconds, read),
         at=now,
     )
 
@@ -161,7 +163,7 @@ def _new(evaluation: Evaluation, status: Mapping[str, Any]) -> list[Recommendati
 
 
 def _condition(
-    evaluation: Evaluation, history: History | None, lookback_seconds: int
+    evaluation: Evaluation, history: History | None, lookback_seconds: int, read: str
 ) -> ConditionUpdate:
     if evaluation.status != "ok":
         return ConditionUpdate(
@@ -176,5 +178,7 @@ def _condition(
         type="MetricsAvailable",
         status="True",
         reason="MetricsAvailable",
-        message=f"{points} points over the last {format_duration(lookback_seconds)}{note}",
+        message=f"{points} points over the last {format_duration(lookback_seconds)}"
+        + (f" {read}" if read else "")
+        + note,
     )

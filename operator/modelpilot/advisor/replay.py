@@ -12,9 +12,11 @@ starting); `run` replays arrivals under some settings; `outcome` sums a History 
 it cost, how fast it was) so the observed and the replayed compare like with like.
 """
 
+import bisect
 import itertools
 import random
 import statistics
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +38,7 @@ class ModelBehaviour:
     async_per_replica_rps: float = 0.0  # async requests one replica completes per second
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     t: float
     rps: float
@@ -81,27 +83,30 @@ def run(
     rng = random.Random(seed)
     b = behaviour
     state = ScalerState(replicas=settings.min_replicas)
-    ready_at: list[float] = [-1.0] * settings.min_replicas  # when each replica is active
-    window: list[float] = []
+    # When each replica is active, kept sorted: replicas start in time order and the
+    # latest started go first on the way down.
+    ready_at: list[float] = [-1.0] * settings.min_replicas
+    window: deque[float] = deque(maxlen=max(1, int(settings.autoscaling_window_seconds // step)))
     queue = 0.0
     steps = []
     for n in range(int(seconds // step)):
         t = n * step
         rps = max(load(t), 0.0)
-        active = sum(1 for r in ready_at if r <= t)
+        active = bisect.bisect_right(ready_at, t)
         starting = len(ready_at) - active
-        soonest = min((r - t for r in ready_at if r > t), default=0.0)
+        soonest = ready_at[active] - t if starting else 0.0
         latency, concurrency = latency_at(rps, active, b, soonest / 2)
-        latency *= 1 + rng.uniform(-noise, noise)
+        if noise:
+            latency *= 1 + rng.uniform(-noise, noise)
         if async_load is not None:
             queue = max(queue + (async_load(t) - active * b.async_per_replica_rps) * step, 0)
-        window = [*window, concurrency][-max(1, int(settings.autoscaling_window_seconds // step)) :]
+        window.append(concurrency)
         decision = decide(settings, Observation(sum(window) / len(window)), state, t)
         state = decision.state
         if decision.replicas > len(ready_at):
             ready_at += [t + b.startup_seconds] * (decision.replicas - len(ready_at))
         elif decision.replicas < len(ready_at):
-            ready_at = sorted(ready_at)[: decision.replicas]
+            del ready_at[decision.replicas :]
         desired = decision.desired or decision.replicas
         steps.append(Step(t, rps, concurrency, latency, active, starting, desired, queue))
     return steps

@@ -1,10 +1,13 @@
 """Read advisor inputs from Prometheus: one range query per signal for all models.
 
 Only the contract series are read (meter and operator metrics), so anyone can replay a
-history into Prometheus and get the same answer.
+history into Prometheus and get the same answer. Where Prometheus has ModelPilot's recording
+rules (group `modelpilot.advisor` of manifests/monitoring/prometheusrule.yaml), the
+per-model series they record are read instead of every histogram bucket of every pod.
 """
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +35,35 @@ LATENCY_SERIES: dict[LatencyMetric, str] = {
 ENGINE_QUEUE = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size")
 KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage")
 
+# Prometheus gzips its answers when asked to, and clients ask by default: over loopback or a
+# cluster network, compressing megabytes of range results costs more CPU on both ends (about
+# 0.15 s per query of 500 models x 6 h) than sending them as they are.
+UNCOMPRESSED = {"Accept-Encoding": "identity"}
+
 LatencyKind = tuple[LatencyMetric, int]
 DEFAULT_KIND: LatencyKind = ("EndToEnd", 95)
+
+# The recording rules are evaluated over the advisor's window at its default step (2 x 60 s):
+# read at another window they would answer a different question, so they are not.
+RULES_WINDOW = 120
+RECORDED_PERCENTILES = (50, 90, 95, 99)
+RULES_PROBE = "modelpilot:concurrency:rate2m"
+FROM_RULES = "from ModelPilot's recording rules"
+FROM_RAW = "from the meters' raw series"
+
+
+def recorded_latency(kind: LatencyKind) -> str | None:
+    """The recording rule's series for this latency, if the rules record it."""
+    metric, p = kind
+    if p not in RECORDED_PERCENTILES:
+        return None
+    return f"modelpilot:{LATENCY_SERIES[metric].removeprefix('modelpilot_')}:p{p}_rate2m"
+
+
+def window_seconds(step: int, scrape_interval: int) -> int:
+    # Each point's rate() covers twice the step (no request falls between points), and at
+    # least four scrapes, so a missed scrape does not leave it with one sample.
+    return max(2 * step, 4 * scrape_interval)
 
 
 def kind_of(objective: Objective) -> LatencyKind:
@@ -49,13 +79,14 @@ def queries(
     kinds: Iterable[LatencyKind],
     matchers: str = "",
     scrape_interval: int = 15,
+    recorded: bool = False,
 ) -> dict[str, str]:
     """Signal (or latency:metric@percentile) -> PromQL covering every model at once, or only
-    those that `matchers` (e.g. 'namespace="a"') select."""
-    # Each point's rate() covers twice the step (no request falls between points), and at
-    # least four scrapes, so a missed scrape does not leave it with one sample.
-    window = f"{max(2 * step, 4 * scrape_interval)}s"
+    those that `matchers` (e.g. 'namespace="a"') select; `recorded`: read the recording
+    rules' series where they have one."""
+    window = f"{window_seconds(step, scrape_interval)}s"
     m = f"{{{matchers}}}" if matchers else ""
+    serving = ",".join(filter(None, [matchers, 'state=~"active|starting"']))
 
     def first_of(names: tuple[str, ...], how: str) -> str:
         return " or ".join(f"{how} by ({BY}) ({name}{m})" for name in names)
@@ -66,7 +97,7 @@ def queries(
         f"[{window}]))",
         "rps_by_class": f"sum by ({BY}, status_class) (rate(modelpilot_requests_total{m}"
         f"[{window}]))",
-        "replicas": f"max by ({BY}, state) (modelpilot_replicas{m})",
+        "replicas": f"max by ({BY}, state) (modelpilot_replicas{{{serving}}})",
         "desired": f"max by ({BY}) (modelpilot_desired_replicas{m})",
         "queue": f"max by ({BY}) (modelpilot_async_queue_size{m})",
         "engine_queue": first_of(ENGINE_QUEUE, "sum"),
@@ -77,6 +108,14 @@ def queries(
             f"histogram_quantile({p / 100}, sum by ({BY}, le) "
             f"(rate({LATENCY_SERIES[metric]}_bucket{m}[{window}])))"
         )
+    if recorded:  # one series per model (and class) already: read as they are
+        out["concurrency"] = f"modelpilot:concurrency:rate2m{m}"
+        out["rps_by_class"] = f"modelpilot:requests:rate2m{m}"
+        out["replicas"] = f"modelpilot:replicas:max{m}"
+        out["desired"] = f"modelpilot:desired_replicas:max{m}"
+        for kind in set(kinds):
+            if rule := recorded_latency(kind):
+                out[latency_query(kind)] = f"{rule}{m}"
     return out
 
 
@@ -146,6 +185,7 @@ def assemble(
 class Fetched:
     histories: dict[Key, History]
     queries: int
+    read: str = FROM_RAW  # where the history came from (FROM_RULES or FROM_RAW)
 
 
 async def fetch(
@@ -156,16 +196,33 @@ async def fetch(
     end: float,
     matchers: str = "",
     scrape_interval: int = 15,
+    use_rules: bool = True,
 ) -> Fetched:
-    """All signals for all models: one range query each (raises on Prometheus errors)."""
+    """All signals for all models: one range query each (raises on Prometheus errors).
+    `use_rules`: read the recording rules' series where Prometheus has them."""
     start = end - lookback_seconds
-    times = [float(t) for t in range(int(start - start % step) + step, int(end) + 1, step)]
     kind_by_model = {key: kind_of(objective) for key, objective in objectives.items()}
-    wanted = queries(step, kind_by_model.values() or [DEFAULT_KIND], matchers, scrape_interval)
-    # The latency quantile is by far the dearest query (every bucket of every pod at every
-    # step) and Prometheus runs one query on one core: split it by model across cores.
+    probe = use_rules and window_seconds(step, scrape_interval) == RULES_WINDOW
+    phase = await _rules_phase(prometheus, start) if probe else None
+    recorded = phase is not None
+    if phase is None:
+        first = start - start % step + step
+    else:
+        # On the rules' own evaluation instants (1 ms after, so each point reads the sample
+        # taken there): a recorded rate is then the raw one, not up to an interval stale,
+        # and every other signal is read at the same instant.
+        first = phase + math.ceil((start - phase) / step) * step + 0.001
+    times = [first + i * step for i in range(int((end - first) // step) + 1)]
+    wanted = queries(
+        step, kind_by_model.values() or [DEFAULT_KIND], matchers, scrape_interval, recorded
+    )
+    # A latency quantile over the buckets is by far the dearest query (every bucket of every
+    # pod at every step) and Prometheus runs one query on one core: split it by model across
+    # cores.
     if len(kind_by_model) >= 2 * LATENCY_SHARDS and not matchers:
         for kind in set(kind_by_model.values()):
+            if recorded and recorded_latency(kind):
+                continue
             name = latency_query(kind)
             models = sorted({m for (_, m), k in kind_by_model.items() if k == kind})
             size = -(-len(models) // LATENCY_SHARDS)
@@ -179,17 +236,39 @@ async def fetch(
 
     async def one(query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await asyncio.to_thread(
-            prometheus.custom_query_range,
-            query,
-            start_time=_dt(times[0]),
-            end_time=_dt(times[-1]),
-            step=str(step),
+            range_query, prometheus, query, times[0], times[-1], step
         )
         return result
 
     answers = await asyncio.gather(*(one(q) for q in wanted.values()))
     results = dict(zip(wanted, answers, strict=True))
-    return Fetched(assemble(results, times, step, kind_by_model), queries=len(wanted))
+    return Fetched(
+        assemble(results, times, step, kind_by_model),
+        queries=len(wanted) + probe,
+        read=FROM_RULES if recorded else FROM_RAW,
+    )
+
+
+async def _rules_phase(prometheus: PrometheusConnect, start: float) -> float | None:
+    """When the recording rules last evaluated before `start`, or None when they were not
+    recording then: rules installed an hour ago would leave the rest of the lookback
+    unknown, so until they cover all of it the raw series are read."""
+    result = await asyncio.to_thread(
+        prometheus.custom_query, f"max(timestamp({RULES_PROBE}))", params={"time": start}
+    )
+    return float(result[0]["value"][1]) if result else None
+
+
+def range_query(
+    prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
+) -> list[dict[str, Any]]:
+    """A range query at exactly these instants: the client rounds its times to whole
+    seconds, which would read a recording rule's sample from an interval before."""
+    exact = {"start": f"{start:.3f}", "end": f"{end:.3f}"}
+    result: list[dict[str, Any]] = prometheus.custom_query_range(
+        query, start_time=_dt(start), end_time=_dt(end), step=str(step), params=exact
+    )
+    return result
 
 
 def _dt(ts: float) -> datetime:

@@ -5,15 +5,15 @@ worker, an Event per new recommendation and per change applied or reverted in Au
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
 from modelpilot.advisor import source
 from modelpilot.advisor.evaluate import objective_of
-from modelpilot.advisor.judge import judge
-from modelpilot.advisor.model import History
+from modelpilot.advisor.judge import Verdict
+from modelpilot.advisor.parallel import Case, Judges, judge_one
 from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.api.status import ConditionUpdate
@@ -33,9 +33,21 @@ class AdvisorLoop(Loop):
     lookback: int = 6 * 3600  # seconds of history read
     step: int = 60  # its resolution (seconds)
     scrape_interval: int = 15
+    processes: int = 0  # worker processes that judge (0: in the operator's own)
     queries: int = 0  # Prometheus queries made
+    judges: Judges | None = field(default=None, init=False)
 
     what = "advisor evaluation"
+
+    async def run(self) -> None:
+        self.judges = Judges(self.processes) if self.processes > 0 else None
+        try:
+            if self.judges is not None:
+                await self.judges.start()
+            await super().run()
+        finally:
+            if self.judges is not None:
+                self.judges.close()
 
     async def tick(self) -> None:
         advised = {
@@ -64,9 +76,25 @@ class AdvisorLoop(Loop):
             return
         self.queries += fetched.queries
         now = datetime.now(UTC)
-        for key, (model, spec) in advised.items():
-            history = fetched.histories.get(key)
-            await self.isolated.run(key, self._advise(key, model, spec, history, now))
+        cases: list[Case] = [
+            (
+                key,
+                spec,
+                self.worker.status_of(key),
+                fetched.histories.get(key),
+                now,
+                self.lookback,
+                fetched.read,
+            )
+            for key, (_, spec) in advised.items()
+        ]
+        # In worker processes all at once, or here one model at a time (each judged between
+        # the other tasks' turns, so the operator's own work never waits for all of them).
+        verdicts = await self.judges.all(cases) if self.judges is not None else None
+        for i, case in enumerate(cases):
+            model = advised[case[0]][0]
+            judged = verdicts[i] if verdicts is not None else None
+            await self.isolated.run(case[0], self._advise(model, case, judged))
 
     def _unavailable(
         self, advised: Mapping[Key, tuple[ModelRef, ModelDeploymentSpec]], message: str
@@ -81,14 +109,12 @@ class AdvisorLoop(Loop):
             self.worker.contribute(key, {}, (condition,))
 
     async def _advise(
-        self,
-        key: Key,
-        model: ModelRef,
-        spec: ModelDeploymentSpec,
-        history: History | None,
-        now: datetime,
+        self, model: ModelRef, case: Case, judged: Verdict | Exception | None
     ) -> None:
-        verdict = judge(key, spec, self.worker.status_of(key), history, now, self.lookback)
+        verdict = judge_one(case) if judged is None else judged
+        if isinstance(verdict, Exception):
+            raise verdict
+        key = case[0]
         for change in verdict.changes:
             CHANGES_APPLIED.labels(key[0], key[1], wire_name(change.setting)).inc()
             reason = "RecommendationReverted" if change.reverted else "RecommendationApplied"

@@ -28,6 +28,9 @@ class OperatorConfig(BaseModel):
     advisor_interval: float = Field(300.0, description="Seconds between advisor evaluations.")
     advisor_lookback_seconds: int = Field(6 * 3600, description="History the advisor reads.")
     advisor_step_seconds: int = Field(60, ge=1, description="Resolution of that history.")
+    advisor_processes: int = Field(
+        0, ge=0, description="Worker processes that judge models (0: the operator's own)."
+    )
     scrape_interval_seconds: int = Field(
         15, ge=1, description="Prometheus' scrape interval for the meters (sizes rate windows)."
     )

@@ -14,6 +14,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY
 from urllib3.util.retry import Retry
 
+from modelpilot.advisor import source
 from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION, Key
 from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.advisor_loop import AdvisorLoop
@@ -89,6 +90,7 @@ async def startup(
         return PrometheusConnect(
             url=config.prometheus_url,
             disable_ssl=True,
+            headers=source.UNCOMPRESSED,
             timeout=max(deadline, 1.0),
             retry=Retry(total=0),
         )
@@ -106,6 +108,7 @@ async def startup(
         lookback=config.advisor_lookback_seconds,
         step=config.advisor_step_seconds,
         scrape_interval=config.scrape_interval_seconds,
+        processes=config.advisor_processes,
     )
     memo.advisor_task = asyncio.create_task(memo.advisor.run(), name="advisor")
     memo.gpu = GpuLoop(

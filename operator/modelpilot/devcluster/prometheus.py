@@ -85,6 +85,44 @@ def backfill(openmetrics: str, data_dir: Path) -> None:
         raise RuntimeError(f"promtool backfill failed: {result.stderr.strip() or result.stdout}")
 
 
+def recording_rules(prometheusrule: Path, dest: Path) -> Path:
+    """The recording-rule groups of a PrometheusRule manifest as a plain rule file."""
+    spec = yaml.safe_load(prometheusrule.read_text())["spec"]
+    groups = [g for g in spec["groups"] if all("record" in r for r in g["rules"])]
+    dest.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return dest
+
+
+def backfill_rules(server: "PrometheusServer", rule_file: Path, start: float, end: float) -> None:
+    """Evaluate `rule_file`'s recording rules over [start, end] against the running `server`
+    (`promtool tsdb create-blocks-from rules`), as if it had been recording all along; the
+    server restarts to load the blocks."""
+    out = server.workdir / "rule-blocks"
+    shutil.rmtree(out, ignore_errors=True)
+    result = subprocess.run(
+        [
+            find_binary("promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            f"--start={int(start)}",
+            f"--end={int(end)}",
+            f"--url={server.url}",
+            f"--output-dir={out}",
+            str(rule_file),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"promtool rules backfill failed: {result.stderr.strip()}")
+    server.stop()
+    for block in out.iterdir():
+        block.rename(server.data_dir / block.name)
+    out.rmdir()
+    server.start()
+
+
 def scrape_config(
     *,
     interval_seconds: float = 2,

@@ -16,8 +16,9 @@
 """
 
 import math
-from dataclasses import dataclass, replace
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 from modelpilot.api.spec import AutoscalingSpec
 
@@ -34,9 +35,15 @@ class ScalerState:
     stepping: bool = False
     last_scale: float | None = None
 
+    def waiting(self, since: float | None, highest: int) -> "ScalerState":
+        """This state with the wait for a lower count at (since, highest); itself when
+        unchanged (replays call this on every step: no copy where none is needed)."""
+        if since == self.lower_since and highest == self.lower_max:
+            return self
+        return ScalerState(self.replicas, since, highest, self.stepping, self.last_scale)
 
-@dataclass(frozen=True)
-class Observation:
+
+class Observation(NamedTuple):  # a tuple: replays make one per step, and tuples are cheap
     average_concurrency: float | None  # None: unknown (no series)
     partial: bool = False  # some serving pods have no series yet
     backlog: float = 0.0  # async requests waiting in the model's queue (part of the average)
@@ -45,14 +52,19 @@ class Observation:
 Action = Literal["up", "down", "hold"]
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # a tuple, as Observation
     replicas: int
     desired: int | None  # what the formula asks for now (None when unknown)
     action: Action
     reason: str
-    message: str
+    # The message, written only when read: a replay decides thousands of times per model
+    # and reads none of them.
+    explain: Callable[[], str]
     state: ScalerState
+
+    @property
+    def message(self) -> str:
+        return self.explain()
 
 
 TOLERANCE = 0.1  # of the per-replica target, as the HorizontalPodAutoscaler's
@@ -85,7 +97,9 @@ def decide(
             None,
             "up" if bounded > current else "down",
             "OutOfBounds",
-            f"{current} replicas is outside [{settings.min_replicas}, {settings.max_replicas}]",
+            lambda: (
+                f"{current} replicas is outside [{settings.min_replicas}, {settings.max_replicas}]"
+            ),
             ScalerState(bounded, last_scale=now),
         )
 
@@ -95,19 +109,21 @@ def decide(
             None,
             "hold",
             "MetricsUnavailable",
-            "no concurrency series for this model: holding the replica count",
-            replace(state, lower_since=None, lower_max=0),
+            lambda: "no concurrency series for this model: holding the replica count",
+            state.waiting(None, 0),
         )
 
     average = seen.average_concurrency
     want = desired_replicas(settings, average, current)
     per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
-    backlog = f" (an async backlog of {seen.backlog:.0f} included)" if seen.backlog else ""
-    why = (
-        f"average concurrency {average:.2f}{backlog} over {settings.autoscaling_window_seconds}s / "
-        f"(target {settings.concurrency_target} x {settings.target_utilization_percentage}%"
-        f" = {per_replica:g} per replica) -> {want}"
-    )
+
+    def why() -> str:
+        backlog = f" (an async backlog of {seen.backlog:.0f} included)" if seen.backlog else ""
+        return (
+            f"average concurrency {average:.2f}{backlog} over "
+            f"{settings.autoscaling_window_seconds}s / (target {settings.concurrency_target} x "
+            f"{settings.target_utilization_percentage}% = {per_replica:g} per replica) -> {want}"
+        )
 
     if want > current:
         return Decision(
@@ -115,19 +131,20 @@ def decide(
             want,
             "up",
             "ScaledUp",
-            f"scaled up from {current} to {want}: {why}",
+            lambda: f"scaled up from {current} to {want}: {why()}",
             ScalerState(want, last_scale=now),
         )
     if want == current or seen.partial:
-        reason = "PartialMetrics" if seen.partial and want < current else "AtDesired"
-        message = (
-            "some serving pods report no concurrency yet: not scaling down"
-            if reason == "PartialMetrics"
-            else why
-        )
-        return Decision(
-            current, want, "hold", reason, message, replace(state, lower_since=None, lower_max=0)
-        )
+        if seen.partial and want < current:
+            return Decision(
+                current,
+                want,
+                "hold",
+                "PartialMetrics",
+                lambda: "some serving pods report no concurrency yet: not scaling down",
+                state.waiting(None, 0),
+            )
+        return Decision(current, want, "hold", "AtDesired", why, state.waiting(None, 0))
 
     # want < current: wait until the lower count has held long enough.
     since = state.lower_since if state.lower_since is not None else now
@@ -135,7 +152,7 @@ def decide(
     wait = (
         settings.autoscaling_window_seconds if state.stepping else settings.scale_down_delay_seconds
     )
-    waiting = replace(state, lower_since=since, lower_max=highest)
+    waiting = state.waiting(since, highest)
     if now - since < wait:
         left = wait - (now - since)
         return Decision(
@@ -143,7 +160,7 @@ def decide(
             want,
             "hold",
             "ScaleDownDelayed",
-            f"{why}; scaling down once that holds for {wait}s ({left:.0f}s left)",
+            lambda: f"{why()}; scaling down once that holds for {wait}s ({left:.0f}s left)",
             waiting,
         )
     step = math.ceil((current - highest) / 2)
@@ -153,7 +170,9 @@ def decide(
         want,
         "down",
         "ScaledDown",
-        f"scaled down from {current} to {target} (half the excess over {highest}, "
-        f"the most desired in the last {wait}s): {why}",
+        lambda: (
+            f"scaled down from {current} to {target} (half the excess over {highest}, "
+            f"the most desired in the last {wait}s): {why()}"
+        ),
         ScalerState(target, stepping=target > highest, last_scale=now),
     )

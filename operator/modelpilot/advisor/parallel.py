@@ -1,0 +1,73 @@
+"""Judge many models on several cores (`modelpilot run --advisor-processes N`). A judgement
+is pure CPU (replaying each troubled model's traffic under candidate settings), so the work
+goes to worker processes, not threads; models travel in a few batches per process so that
+pickling stays small next to the work. A model whose judgement raises gets its exception
+back, and the others their verdicts."""
+
+import asyncio
+import multiprocessing
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from modelpilot.advisor.judge import Verdict, judge
+from modelpilot.advisor.model import History
+from modelpilot.api import Key
+from modelpilot.api.spec import ModelDeploymentSpec
+
+# judge()'s arguments: key, spec, status, history, now, lookback seconds, where it was read.
+Case = tuple[Key, ModelDeploymentSpec, Mapping[str, Any], History | None, datetime, int, str]
+BATCHES_PER_PROCESS = 4  # a slow batch (many troubled models) then holds up less
+
+
+def judge_one(case: Case) -> Verdict | Exception:
+    try:
+        return judge(*case)
+    except Exception as exc:  # one model's failure is its own
+        return exc
+
+
+def _judge_batch(cases: list[Case]) -> list[Verdict | Exception]:
+    return [judge_one(case) for case in cases]
+
+
+def _ready() -> bool:
+    return True
+
+
+class Judges:
+    """A pool of `processes` workers, kept for the operator's life."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        # forkserver: workers start from a clean process, not a fork of one with threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["modelpilot.advisor.judge"])
+        self._pool = ProcessPoolExecutor(processes, mp_context=context)
+
+    async def start(self) -> None:
+        """Start every worker now (each imports the advisor once), not in the first
+        evaluation."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _ready) for _ in range(self.processes))
+        )
+
+    async def all(self, cases: list[Case]) -> list[Verdict | Exception]:
+        """Each case's verdict (or the exception its judgement raised), in order."""
+        if not cases:
+            return []
+        loop = asyncio.get_running_loop()
+        size = -(-len(cases) // (self.processes * BATCHES_PER_PROCESS))
+        batches = [cases[i : i + size] for i in range(0, len(cases), size)]
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _judge_batch, batch) for batch in batches)
+        )
+        return [verdict for batch in results for verdict in batch]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._pool._processes.values() if p.pid is not None]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,17 +1,20 @@
 """Meter benchmark: the metered path against the direct path, in one run, on loopback.
 
-1. Throughput: wrk, 64 connections, against the trivial upstream directly and through the
-   meter, which is pinned to one core (run with uvloop and with plain asyncio).
+1. Throughput: wrk, 64 connections, against a trivial upstream (nginx answering 200 itself)
+   directly, through the meter (with uvloop and with plain asyncio) and through nginx as a
+   reverse proxy with a keep-alive pool (the reference), each proxy alone on one core: the
+   requests per second and the proxy's CPU time per request.
 2. Added latency: an open-loop generator (fixed request rate, 64 connections, latency
-   counted from each request's scheduled time) against the direct and the metered path.
+   counted from each request's scheduled time) against the direct path, nginx's and the
+   meter's.
 3. Soak: mixed traffic (JSON, SSE streams, errors) through the meter; its RSS growth.
 4. Streams: OpenAI-style streamed chat completions directly, through a meter that reads
    tokens (TTFT, TPOT, usage) and through one started with --no-openai-metrics: time to
    the first token and the gap between chunks as the client sees them, and the meter's
    CPU time per streamed chunk.
 
-Targets: added p50 <= 1 ms, added p99 <= 3 ms, >= 2,000 requests/s through the meter on
-one core, RSS growth < 10 MB over a 10-minute soak.
+Targets: >= 10,000 requests/s through the meter on one core, added p50 <= 2 x nginx's,
+added p99 <= 3 ms, RSS growth < 10 MB over a 10-minute soak.
 
 Run: .venv/bin/python benchmarks/meter.py [--rate 1000] [--soak-seconds 600]
      .venv/bin/python benchmarks/meter.py --streams-only   (part 4 alone, about a minute)
@@ -22,6 +25,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
+from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 
 CONNECTIONS = 64
@@ -46,8 +51,67 @@ def ensure_wrk() -> str:
     sys.exit("wrk not found: apt-get install wrk")
 
 
+def ensure_nginx() -> str:
+    if nginx := shutil.which("nginx"):
+        return nginx
+    if os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "nginx-light"], check=True, capture_output=True
+        )
+        return "nginx"
+    sys.exit("nginx not found: apt-get install nginx-light")
+
+
+class Nginx:
+    """One nginx process (no workers: one process to pin and to measure) on loopback:
+    `upstream` answers 200 itself; `proxy_to` makes it a reverse proxy with a keep-alive
+    pool, as the meter is."""
+
+    def __init__(self, nginx: str, workdir: Path, proxy_to: str | None = None) -> None:
+        self.port = pick_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        root = workdir / f"nginx-{self.port}"
+        (root / "logs").mkdir(parents=True)
+        if proxy_to:
+            location = (
+                "location / { proxy_pass http://up; proxy_http_version 1.1; "
+                'proxy_set_header Connection ""; }'
+            )
+            pool = f"upstream up {{ server {proxy_to.removeprefix('http://')}; keepalive 64; }}"
+        else:
+            location = 'location / { return 200 "ok\\n"; }'
+            pool = ""
+        (root / "nginx.conf").write_text(
+            "daemon off; master_process off; worker_processes 1; pid nginx.pid; "
+            "error_log logs/error.log; events { worker_connections 1024; } "
+            f"http {{ access_log off; {pool} server {{ listen 127.0.0.1:{self.port}; "
+            f"{location} }} }}\n"
+        )
+        self.proc = subprocess.Popen([nginx, "-p", str(root), "-c", "nginx.conf"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"nginx did not start: {root}/logs/error.log") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def pin(pid: int, core: int) -> None:
     os.sched_setaffinity(pid, {core})
+
+
+def cpu_per_request(wrk: str, url: str, seconds: int, pid: int) -> tuple[float, float]:
+    """(requests/s, the process' CPU seconds per request) under wrk."""
+    before = cpu_seconds(pid)
+    rps = wrk_rps(wrk, url, seconds)
+    return rps, (cpu_seconds(pid) - before) / (rps * seconds)
 
 
 def wrk_rps(wrk: str, url: str, seconds: int) -> float:
@@ -269,26 +333,71 @@ def main() -> None:
         meters.pop("plain").stop()
         if args.streams_only:
             return
-        path = "/status/200"
-        print(f"throughput, wrk -c{CONNECTIONS} {args.wrk_seconds}s each:")
-        direct_rps = wrk_rps(wrk, upstream.url + path, args.wrk_seconds)
-        print(f"  direct (upstream alone):          {direct_rps:8.0f} req/s")
-        rps = {}
-        for name, m in meters.items():
-            rps[name] = wrk_rps(wrk, m.url + path, args.wrk_seconds)
-            print(f"  through the meter ({name:7s}, 1 core): {rps[name]:6.0f} req/s")
-        meters.pop("asyncio").stop()
-        meter = meters["uvloop"]
 
-        print(
-            f"latency, open loop at {args.rate:.0f} req/s, {CONNECTIONS} connections, "
-            f"{args.latency_seconds:.0f}s each:"
-        )
-        direct = asyncio.run(open_loop(upstream.url + path, args.rate, args.latency_seconds))
-        metered = asyncio.run(open_loop(meter.url + path, args.rate, args.latency_seconds))
-        d50, d99, m50, m99 = (pct(direct, 50), pct(direct, 99), pct(metered, 50), pct(metered, 99))
-        print(f"  direct:  p50 {d50 * 1000:.2f} ms  p99 {d99 * 1000:.2f} ms")
-        print(f"  metered: p50 {m50 * 1000:.2f} ms  p99 {m99 * 1000:.2f} ms")
+        # Throughput and latency against a trivial upstream that is never the bottleneck
+        # (nginx answering 200 itself, on the load generator's core), through each proxy in
+        # turn on core 0: the meter, and nginx as a reverse proxy (the reference).
+        nginx = ensure_nginx()
+        trivial = Nginx(nginx, workdir)
+        pin(trivial.proc.pid, 1)
+        proxies = {
+            "meter (uvloop)": MeterProcess(workdir, trivial.url),
+            "meter (asyncio)": MeterProcess(workdir, trivial.url, no_uvloop=True),
+        }
+        reference = Nginx(nginx, workdir, proxy_to=trivial.url)
+        try:
+            pids = {name: m.proc.pid for name, m in proxies.items()}
+            pids["nginx (reverse proxy)"] = reference.proc.pid
+            urls = {name: m.url for name, m in proxies.items()}
+            urls["nginx (reverse proxy)"] = reference.url
+            for pid in pids.values():
+                pin(pid, 0)
+            path = "/status/200"
+            print(
+                f"throughput, wrk -c{CONNECTIONS} {args.wrk_seconds}s each, each proxy on core 0:"
+            )
+            direct_rps = wrk_rps(wrk, trivial.url + path, args.wrk_seconds)
+            print(f"  direct (upstream alone):      {direct_rps:8.0f} req/s")
+            rps, cpu = {}, {}
+            for name, url in urls.items():
+                rps[name], cpu[name] = cpu_per_request(
+                    wrk, url + path, args.wrk_seconds, pids[name]
+                )
+                print(
+                    f"  through {name:22s} {rps[name]:8.0f} req/s, "
+                    f"{cpu[name] * 1e6:5.0f} us CPU per request"
+                )
+            print(
+                f"latency, open loop at {args.rate:.0f} req/s, {CONNECTIONS} connections, "
+                f"{args.latency_seconds:.0f}s each:"
+            )
+            lat = {
+                "direct": asyncio.run(
+                    open_loop(trivial.url + path, args.rate, args.latency_seconds)
+                )
+            }
+            for name in ("nginx (reverse proxy)", "meter (uvloop)"):
+                lat[name] = asyncio.run(
+                    open_loop(urls[name] + path, args.rate, args.latency_seconds)
+                )
+            for name, values in lat.items():
+                print(
+                    f"  {name:22s} p50 {pct(values, 50) * 1000:.2f} ms  "
+                    f"p99 {pct(values, 99) * 1000:.2f} ms"
+                )
+        finally:
+            for m in proxies.values():
+                m.stop()
+            reference.stop()
+            trivial.stop()
+        meter = meters["uvloop"]
+        added = {
+            name: (
+                pct(lat[name], 50) - pct(lat["direct"], 50),
+                pct(lat[name], 99) - pct(lat["direct"], 99),
+            )
+            for name in ("nginx (reverse proxy)", "meter (uvloop)")
+        }
 
         print(f"soak: {args.soak_seconds:.0f}s of mixed traffic at {args.soak_rate:.0f} req/s")
         samples = asyncio.run(soak(meter, args.soak_seconds, args.soak_rate))
@@ -304,13 +413,18 @@ def main() -> None:
 
     print("\nmeter benchmark summary")
     print("  streams (figures above):\n" + "\n".join(stream_lines))
+    m50, m99 = added["meter (uvloop)"]
+    n50, n99 = added["nginx (reverse proxy)"]
     print(
-        f"  added latency: p50 {(m50 - d50) * 1000:+.2f} ms (target <= 1), "
-        f"p99 {(m99 - d99) * 1000:+.2f} ms (target <= 3)"
+        f"  added latency: meter p50 {m50 * 1000:+.2f} ms, p99 {m99 * 1000:+.2f} ms; "
+        f"nginx p50 {n50 * 1000:+.2f} ms, p99 {n99 * 1000:+.2f} ms "
+        f"(target: the meter's p50 <= 2 x nginx's)"
     )
+    meter_name, nginx_name = "meter (uvloop)", "nginx (reverse proxy)"
     print(
-        f"  through the meter on one core: {rps['uvloop']:.0f} req/s (target >= 2000); "
-        f"plain asyncio {rps['asyncio']:.0f} (uvloop x{rps['uvloop'] / rps['asyncio']:.2f}); "
+        f"  one core: meter {rps[meter_name]:.0f} req/s, {cpu[meter_name] * 1e6:.0f} us CPU per "
+        f"request (target >= 10,000 req/s); nginx {rps[nginx_name]:.0f} req/s, "
+        f"{cpu[nginx_name] * 1e6:.0f} us; meter on plain asyncio {rps['meter (asyncio)']:.0f}; "
         f"direct {direct_rps:.0f}"
     )
     print(

@@ -16,7 +16,10 @@ from kubernetes import client
 from prometheus_client import start_http_server
 
 from modelpilot.api import GROUP, PLURAL, VERSION
-from modelpilot.controller import handlers  # noqa: F401  (registers the handlers)
+from modelpilot.controller import (
+    handlers,  # noqa: F401  (registers the handlers)
+    kopf_toggles,
+)
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import load_api_client
 from modelpilot.controller.leader import (
@@ -37,6 +40,7 @@ def split_address(address: str) -> tuple[str, int]:
 
 def run(config: OperatorConfig, verbose: bool = False) -> None:
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    kopf_toggles.install()
     asyncio.run(_run(config))
 
 

@@ -1,6 +1,7 @@
 """The meter's Prometheus series (names and labels are a public contract, see design.md)."""
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -86,6 +87,15 @@ class _Concurrency(Collector):
             )
             queue.add_metric([self.model], size)
             yield queue
+
+
+class _Outcome(NamedTuple):
+    requests: Counter
+    end_to_end: Histogram
+    ttfb: Histogram
+    inference: Histogram
+    request_size: Histogram
+    response_size: Histogram
 
 
 class AsyncQueueSize:
@@ -180,6 +190,25 @@ class MeterMetrics:
             registry=r,
         )
         r.register(_Concurrency(model, tracker, self.async_queue))
+        # An outcome's labelled series, looked up once: labels() takes a lock and builds a
+        # key on every call, and the request path would make six of them.
+        self._by_outcome: dict[tuple[int, str, bool], _Outcome] = {}
+
+    def _outcome(self, status_code: int, status_class: str, is_async: bool) -> "_Outcome":
+        key = (status_code, status_class, is_async)
+        if (found := self._by_outcome.get(key)) is None:
+            labels = (self.model, status_class)
+            found = self._by_outcome[key] = _Outcome(
+                self.requests.labels(
+                    self.model, str(status_code), status_class, "true" if is_async else "false"
+                ),
+                self.end_to_end.labels(*labels),
+                self.ttfb.labels(*labels),
+                self.inference.labels(*labels),
+                self.request_size.labels(*labels),
+                self.response_size.labels(*labels),
+            )
+        return found
 
     def record(
         self,
@@ -194,19 +223,17 @@ class MeterMetrics:
         response_bytes: int,
         tokens: Tokens | None = None,
     ) -> None:
-        labels = (self.model, status_class)
-        self.requests.labels(
-            self.model, str(status_code), status_class, "true" if is_async else "false"
-        ).inc()
-        self.end_to_end.labels(*labels).observe(end_to_end)
+        series = self._outcome(status_code, status_class, is_async)
+        series.requests.inc()
+        series.end_to_end.observe(end_to_end)
         if ttfb is not None:
-            self.ttfb.labels(*labels).observe(ttfb)
+            series.ttfb.observe(ttfb)
         if inference is not None:
-            self.inference.labels(*labels).observe(inference)
-        self.request_size.labels(*labels).observe(request_bytes)
-        self.response_size.labels(*labels).observe(response_bytes)
+            series.inference.observe(inference)
+        series.request_size.observe(request_bytes)
+        series.response_size.observe(response_bytes)
         if tokens is not None:
-            self._tokens(labels, tokens)
+            self._tokens((self.model, status_class), tokens)
 
     def _tokens(self, labels: tuple[str, str], tokens: Tokens) -> None:
         for direction, count in (("input", tokens.input), ("output", tokens.output)):

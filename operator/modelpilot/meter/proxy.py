@@ -20,6 +20,7 @@ from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.config import MeterConfig
 from modelpilot.meter.metrics import MeterMetrics
 from modelpilot.meter.openai import BodyReader, StreamReader, is_openai, reader_for
+from modelpilot.meter.upstream import Response, Unreachable, Upstream, UpstreamBroken
 
 log = logging.getLogger("modelpilot.meter")
 
@@ -39,13 +40,28 @@ HOP_BY_HOP = frozenset(
     }
 )
 RESERVED_PREFIX = "/_modelpilot/"
+# Also not sent upstream: the meter frames the body itself, and it already answered the
+# client's Expect (aiohttp sends 100 Continue before the handler reads the body).
+NOT_UPSTREAM = HOP_BY_HOP | {"content-length", "expect"}
 
 
-def forward_headers(headers: CIMultiDictProxy[str], peer: str | None = None) -> CIMultiDict[str]:
+def forward_headers(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], peer: str | None = None
+) -> CIMultiDict[str]:
     out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
     if peer:
         prior = headers.get("X-Forwarded-For")
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    return out
+
+
+def upstream_headers(headers: CIMultiDictProxy[str], peer: str | None) -> list[tuple[str, str]]:
+    """The request's headers as the model server gets them (X-Forwarded-For appended)."""
+    out = [(k, v) for k, v in headers.items() if k.lower() not in NOT_UPSTREAM]
+    if peer:
+        prior = headers.get("X-Forwarded-For")
+        out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
+        out.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
     return out
 
 
@@ -70,14 +86,15 @@ class Proxy:
         self, config: MeterConfig, metrics: MeterMetrics, tracker: ConcurrencyTracker
     ) -> None:
         self.config, self.metrics, self.tracker = config, metrics, tracker
-        self.upstream = config.upstream.rstrip("/")
+        self.upstream_url = config.upstream.rstrip("/")
         self.admission = Admission(
             tracker, config.max_concurrency, config.max_queue, config.queue_timeout
         )
         self.passthrough = frozenset(config.passthrough_paths)
         self.openai = config.openai_metrics
-        self.session: aiohttp.ClientSession | None = None
-        self.jobs = AsyncJobs(config, self.admission, metrics, self.upstream)
+        self.session: aiohttp.ClientSession | None = None  # WebSockets, async jobs, readiness
+        self.upstream = Upstream(self.upstream_url, config.connect_timeout, config.upstream_timeout)
+        self.jobs = AsyncJobs(config, self.admission, metrics, self.upstream_url)
 
     async def start(self) -> None:
         # Keep-alive pool to the model server; bytes pass as sent (no decompression).
@@ -93,6 +110,7 @@ class Proxy:
         await self.jobs.start(self.session)
 
     async def close(self) -> None:
+        self.upstream.close()
         await self.jobs.stop()
         if self.session is not None:
             await self.session.close()
@@ -151,7 +169,6 @@ class Proxy:
                 self.admission.release()
 
     async def _exchange(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
-        assert self.session is not None
         response: web.StreamResponse | None = None
 
         async def body() -> AsyncIterator[bytes]:
@@ -160,31 +177,30 @@ class Proxy:
                 yield chunk
 
         sent = time.monotonic()
+        answer: Response | None = None
         try:
-            async with self.session.request(
+            answer = await self.upstream.send(
                 request.method,
-                self.upstream + request.rel_url.raw_path_qs,
-                headers=forward_headers(request.headers, request.remote),
-                data=body() if request.body_exists else None,
-                allow_redirects=False,
-            ) as upstream:
-                ex.status = upstream.status
-                response = web.StreamResponse(
-                    status=upstream.status,
-                    reason=upstream.reason,
-                    headers=forward_headers(upstream.headers),
-                )
-                await response.prepare(request)
-                tokens = ex.tokens = self._token_reader(request, upstream, ex)
-                async for chunk in upstream.content.iter_any():
-                    if ex.ttfb is None:
-                        ex.ttfb = time.monotonic() - ex.start
-                    await response.write(chunk)
-                    ex.response_bytes += len(chunk)
-                    if tokens is not None:  # after the write: the client never waits on it
-                        tokens.feed(chunk, time.monotonic())
-                ex.inference = time.monotonic() - sent
-                ex.complete = True
+                request.raw_path,
+                upstream_headers(request.headers, request.remote),
+                body() if request.body_exists else None,
+                request.content_length,
+            )
+            ex.status = answer.status
+            response = web.StreamResponse(
+                status=answer.status, reason=answer.reason, headers=forward_headers(answer.headers)
+            )
+            await response.prepare(request)
+            tokens = ex.tokens = self._token_reader(request, answer, ex)
+            async for chunk in answer.chunks():
+                if ex.ttfb is None:
+                    ex.ttfb = time.monotonic() - ex.start
+                await response.write(chunk)
+                ex.response_bytes += len(chunk)
+                if tokens is not None:  # after the write: the client never waits on it
+                    tokens.feed(chunk, time.monotonic())
+            ex.inference = time.monotonic() - sent
+            ex.complete = True
             if ex.ttfb is None:
                 ex.ttfb = time.monotonic() - ex.start
             await response.write_eof()
@@ -192,10 +208,8 @@ class Proxy:
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             ex.status = CLIENT_CLOSED  # the client went away while we wrote to it
             raise
-        except aiohttp.ClientConnectorError as exc:
-            return await self._error(
-                request, ex, 502, f"model server unreachable: {exc.os_error}", response
-            )
+        except Unreachable as exc:
+            return await self._error(request, ex, 502, f"model server unreachable: {exc}")
         except TimeoutError:
             return await self._error(
                 request,
@@ -204,13 +218,16 @@ class Proxy:
                 f"model server sent nothing for {self.config.upstream_timeout:g}s",
                 response,
             )
-        except aiohttp.ClientError as exc:
+        except UpstreamBroken as exc:
             return await self._error(
-                request, ex, 502, f"model server connection failed: {type(exc).__name__}", response
+                request, ex, 502, f"model server connection failed: {exc}", response
             )
+        finally:
+            if answer is not None:  # back to the pool only after a clean, complete answer
+                self.upstream.release(answer)
 
     def _token_reader(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, ex: Exchange
+        self, request: web.Request, upstream: Response, ex: Exchange
     ) -> StreamReader | BodyReader | None:
         if not (self.openai and ex.counted and 200 <= upstream.status < 300):
             return None
@@ -250,7 +267,7 @@ class Proxy:
         """Pass a WebSocket session through; it counts once, by its close code."""
         assert self.session is not None
         ex = Exchange(start=time.monotonic())
-        url = self.upstream.replace("http", "ws", 1) + request.rel_url.raw_path_qs
+        url = self.upstream_url.replace("http", "ws", 1) + request.rel_url.raw_path_qs
         headers = {
             k: v
             for k, v in forward_headers(request.headers).items()
@@ -334,7 +351,7 @@ class Proxy:
         assert self.session is not None
         try:
             async with self.session.get(
-                self.upstream + self.config.upstream_ready_path,
+                self.upstream_url + self.config.upstream_ready_path,
                 timeout=aiohttp.ClientTimeout(total=2),
             ) as resp:
                 return resp.status < 400

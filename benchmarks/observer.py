@@ -51,8 +51,17 @@ class Watcher(threading.Thread):
         self.modified = 0
         self.lock = threading.Lock()
         self.stopped = False
+        self.broke: float | None = None  # when the watch broke off (its counts stop there)
 
     def run(self) -> None:
+        try:
+            self._watch()
+        except Exception:
+            self.broke = time.monotonic()
+            if not self.stopped:
+                raise
+
+    def _watch(self) -> None:
         stream = watch.Watch()
         for event in stream.stream(self.list_fn, *self.args, timeout_seconds=3600):
             now = time.monotonic()
@@ -215,6 +224,8 @@ def main() -> None:
         before = models_watch.modified
         time.sleep(args.idle_seconds)
         idle_writes = models_watch.modified - before
+        if models_watch.broke is not None:
+            sys.exit("the ModelDeployment watch broke off before the idle window ended")
         models_watch.stopped = pods_watch.stopped = True
 
         status = Path(f"/proc/{operator.proc.pid}/status").read_text()

@@ -174,7 +174,7 @@ def main() -> None:
     default=0,
     show_default=True,
     help="Worker processes that judge models, for fleets of hundreds: about one per CPU the "
-    "operator has, each about 80 MiB (0: judge in the operator's own process).",
+    "operator has, each about 50 MiB (0: judge in the operator's own process).",
 )
 @_scrape_interval("scrape_interval_seconds")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")

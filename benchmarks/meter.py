@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from modelpilot.devcluster.ports import pick_port
+from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 
 CONNECTIONS = 64
@@ -88,15 +89,17 @@ class Nginx:
             f"{location} }} }}\n"
         )
         self.proc = subprocess.Popen([nginx, "-p", str(root), "-c", "nginx.conf"])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {root}/logs/error.log") from None
-                time.sleep(0.05)
+        if not wait_until(self.listening, 10, interval=0.05):
+            raise RuntimeError(f"nginx did not start: {root}/logs/error.log")
+
+    def listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nginx exited with {self.proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -46,22 +46,14 @@ NOT_UPSTREAM = HOP_BY_HOP | {"content-length", "expect"}
 
 
 def forward_headers(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], peer: str | None = None
+    headers: CIMultiDictProxy[str] | CIMultiDict[str],
+    peer: str | None = None,
+    drop: frozenset[str] = HOP_BY_HOP,
 ) -> CIMultiDict[str]:
-    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
     if peer:
         prior = headers.get("X-Forwarded-For")
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    return out
-
-
-def upstream_headers(headers: CIMultiDictProxy[str], peer: str | None) -> list[tuple[str, str]]:
-    """The request's headers as the model server gets them (X-Forwarded-For appended)."""
-    out = [(k, v) for k, v in headers.items() if k.lower() not in NOT_UPSTREAM]
-    if peer:
-        prior = headers.get("X-Forwarded-For")
-        out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
-        out.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
     return out
 
 
@@ -182,7 +174,7 @@ class Proxy:
             answer = await self.upstream.send(
                 request.method,
                 request.raw_path,
-                upstream_headers(request.headers, request.remote),
+                forward_headers(request.headers, request.remote, NOT_UPSTREAM).items(),
                 body() if request.body_exists else None,
                 request.content_length,
             )

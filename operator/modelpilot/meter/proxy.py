@@ -46,14 +46,24 @@ NOT_UPSTREAM = HOP_BY_HOP | {"content-length", "expect"}
 
 
 def forward_headers(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str],
-    peer: str | None = None,
-    drop: frozenset[str] = HOP_BY_HOP,
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], peer: str | None = None
 ) -> CIMultiDict[str]:
-    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
     if peer:
         prior = headers.get("X-Forwarded-For")
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    return out
+
+
+def upstream_headers(headers: CIMultiDictProxy[str], peer: str | None) -> list[tuple[str, str]]:
+    """The request's headers as the model server gets them (X-Forwarded-For appended).
+    forward_headers' filtering again, as a plain list: building a CIMultiDict here cost
+    3 us a request (96 -> 99-102 us, interleaved runs)."""
+    out = [(k, v) for k, v in headers.items() if k.lower() not in NOT_UPSTREAM]
+    if peer:
+        prior = headers.get("X-Forwarded-For")
+        out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
+        out.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
     return out
 
 
@@ -174,7 +184,7 @@ class Proxy:
             answer = await self.upstream.send(
                 request.method,
                 request.raw_path,
-                forward_headers(request.headers, request.remote, NOT_UPSTREAM).items(),
+                upstream_headers(request.headers, request.remote),
                 body() if request.body_exists else None,
                 request.content_length,
             )

@@ -53,3 +53,4 @@ async def test_pods_are_listed_then_followed_across_watch_restarts(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+

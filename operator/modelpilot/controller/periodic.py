@@ -66,7 +66,6 @@ class Loop:
         self.isolated = Isolated(self.what)
 
     async def run(self) -> None:
-        await self.indexes.wait_for_pods()
         await every(self.interval, self.tick, self.what)
 
     async def tick(self) -> None:

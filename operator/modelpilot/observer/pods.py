@@ -1,17 +1,14 @@
-"""The facts about a pod the observer needs, taken from its API body once (index values).
+"""The facts about a pod the observer needs, taken from its API body once (index values)."""
 
-Slotted dataclasses, not pydantic models: the operator keeps one per pod of the fleet (10,000
-and more), and these are a third of a pydantic model's size.
-"""
-
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 
-@dataclass(frozen=True, slots=True)
-class ContainerInfo:
+
+class ContainerInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     restart_count: int = 0
     last_reason: str | None = None  # lastState.terminated.reason
@@ -20,8 +17,9 @@ class ContainerInfo:
     waiting_reason: str | None = None  # state.waiting.reason
 
 
-@dataclass(frozen=True, slots=True)
-class PodInfo:
+class PodInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     name: str
     uid: str
     created: str | None = None
@@ -45,7 +43,7 @@ class PodInfo:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             containers.append(
                 ContainerInfo(
-                    name=sys.intern(cs.get("name", "?")),  # the same few names in every pod
+                    name=cs.get("name", "?"),
                     restart_count=int(cs.get("restartCount") or 0),
                     last_reason=last.get("reason"),
                     last_exit_code=last.get("exitCode"),

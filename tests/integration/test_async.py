@@ -406,9 +406,12 @@ async def test_a_backlog_adds_replicas_and_the_queue_drains(
         assert meter.value("modelpilot_async_queue_size") >= 35  # one replica drains 2.5/s
 
         eventually(lambda: equal(replicas(admin_api, namespace, "chat"), 4), timeout=30)
-        backlog = models.status("chat")["autoscaling"].get("asyncBacklog", 0)
-        assert backlog > 0
-        assert "async backlog" in models.condition("chat", "ScalingActive")["message"]
+
+        def explained() -> None:  # status is written just after the scale, not with it
+            assert models.status("chat")["autoscaling"]["asyncBacklog"] > 0
+            assert "async backlog" in models.condition("chat", "ScalingActive")["message"]
+
+        eventually(explained, timeout=5)
 
         drained = [await settled(http, meter, job_id, seconds=40) for job_id in ids]
         assert {d["status"] for d in drained} == {"SUCCEEDED"}

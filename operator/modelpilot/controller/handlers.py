@@ -1,7 +1,7 @@
 """kopf handlers: translate watch events into the workload applier and the status worker.
 
-Indexes (pods, Deployments, ModelDeployments by model) are kept by kopf from its watches;
-nothing here lists objects on a timer.
+Indexes (Deployments, ModelDeployments by model) are kept by kopf from its watches, the pods
+by the operator's own lean watch (`pod_watch`); nothing here lists objects on a timer.
 """
 
 import asyncio
@@ -20,29 +20,42 @@ from modelpilot.api.spec import ModelDeploymentSpec
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
+from modelpilot.controller.kopf_session import bounded, connection_limit
 from modelpilot.controller.kube import Kube, load_api_client, unreachable, use_api_threads
 from modelpilot.controller.metrics import StatusCollector
+from modelpilot.controller.pod_watch import PodWatch
 from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.controller.workload import Outcome, Refused, WorkloadApplier
-from modelpilot.observer.pods import PodInfo
 from modelpilot.workload.validate import validate
 
 MD = (GROUP, VERSION, PLURAL)
 MANAGED: Mapping[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, MODEL_LABEL: kopf.PRESENT}
-MODEL_PODS: Mapping[str, Any] = {MODEL_LABEL: kopf.PRESENT}
 # The operator's per-model series, read from whichever worker currently runs (after a lost
 # and regained lease, a new one).
 STATUS_METRICS = StatusCollector(lambda: {})
 REGISTRY.register(STATUS_METRICS)
 # The advisor's history queries are its heaviest (seconds for hundreds of models).
 ADVISOR_DEADLINE = 60.0
+LIST_CHUNK = 500
 
 
 def _key(namespace: str | None, name: str) -> Key:
     assert namespace is not None, "ModelPilot's objects are all namespaced"
     return namespace, name
+
+
+@kopf.on.login()
+async def login(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> kopf.AiohttpSession | None:
+    """kopf's usual credentials (in-cluster, else the kubeconfig) on a bounded session."""
+    info = kopf.login_via_client(settings=settings, logger=logger, **kwargs)
+    if info is None:
+        return None
+    config: OperatorConfig = memo.config
+    return bounded(info, connection_limit(config.namespaces))
 
 
 @kopf.on.startup()
@@ -55,7 +68,6 @@ async def startup(
     config: OperatorConfig = memo.config
     # kopf passes each index by its function's name (empty now, filled as watches start).
     model_index: kopf.Index[Key, ModelRef] = kwargs["models"]
-    pods: kopf.Index[Key, PodInfo] = kwargs["model_pods"]
     deployments: kopf.Index[Key, DeploymentRef] = kwargs["model_deployments"]
     # Our own names for kopf's bookkeeping, no kopf Events (we post specific ones).
     settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -67,8 +79,9 @@ async def startup(
     # The ModelDeployment CRD is installed before the operator: no need to watch CRDs
     # (and no RBAC to read them).
     settings.scanning.disabled = True
-    # Server-side filtering: only the pods and objects of models, not the whole cluster.
-    settings.watching.label_selectors["v1", "pods"] = MODEL_LABEL
+    # The first listing in pages: 10,000 pods in one answer is over 100 MiB parsed at once.
+    settings.watching.chunk_size = LIST_CHUNK
+    # Server-side filtering: only the objects of models, not the whole cluster.
     if config.selector:  # shards: several operators, each serving the models it selects
         settings.watching.label_selectors[GROUP, PLURAL] = config.selector
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -78,7 +91,15 @@ async def startup(
     kube = Kube(load_api_client(pool_size=config.status_concurrency * 2), manager=memo.identity)
     memo.kube = kube
     memo.applier = WorkloadApplier(kube, config.meter_image)
-    indexes = Indexes(model_index, pods, deployments, kwargs["deployment_hpas"])
+    pod_watch = PodWatch(
+        lambda: kopf.login_via_client(settings=settings, logger=logger),
+        config.namespaces,
+        lambda key: memo.worker.wake(key),
+    )
+    memo.pod_watch_task = asyncio.create_task(pod_watch.run(), name="pod-watch")
+    indexes = Indexes(
+        model_index, pod_watch.pods, deployments, kwargs["deployment_hpas"], pod_watch.listed
+    )
     memo.worker = StatusWorker(kube, indexes, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
 
@@ -121,7 +142,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("worker_task", "scaler_task", "advisor_task", "gpu_task"):
+    for name in ("pod_watch_task", "worker_task", "scaler_task", "advisor_task", "gpu_task"):
         if task := getattr(memo, name, None):
             task.cancel()
 
@@ -132,13 +153,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.index(*MD)
 def models(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, ModelRef]:
     return {_key(namespace, name): ModelRef.from_body(body)}
-
-
-@kopf.index("v1", "pods", labels=MODEL_PODS)
-def model_pods(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[Key, PodInfo]:
-    return {_key(namespace, labels[MODEL_LABEL]): PodInfo.from_body(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
@@ -297,8 +311,3 @@ async def service_event(
 ) -> None:
     if type in ("DELETED", "MODIFIED"):
         await _put_back("Service", _key(namespace, labels[MODEL_LABEL]), memo, logger)
-
-
-@kopf.on.event("v1", "pods", labels=MODEL_PODS)
-def pod_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    memo.worker.wake(_key(namespace, labels[MODEL_LABEL]))

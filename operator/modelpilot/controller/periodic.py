@@ -66,6 +66,7 @@ class Loop:
         self.isolated = Isolated(self.what)
 
     async def run(self) -> None:
+        await self.indexes.wait_for_pods()
         await every(self.interval, self.tick, self.what)
 
     async def tick(self) -> None:

@@ -1,5 +1,6 @@
 """What the operator's indexes keep per object: small, plain and immutable."""
 
+import asyncio
 import copy
 import logging
 from collections.abc import Collection, Mapping
@@ -108,3 +109,10 @@ class Indexes:
     pods: Mapping[Key, Collection[PodInfo]]
     deployments: Mapping[Key, Collection[DeploymentRef]]
     hpas: Mapping[Key, Collection[str]] = field(default_factory=dict)  # by Deployment
+    # Set once the pods are all listed: until then no status or scaling step is computed
+    # (a model whose pods are not known yet would read as having none).
+    pods_listed: asyncio.Event | None = None
+
+    async def wait_for_pods(self) -> None:
+        if self.pods_listed is not None:
+            await self.pods_listed.wait()

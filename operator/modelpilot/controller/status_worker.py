@@ -1,4 +1,4 @@
-"""The one writer of observer status: pods and Deployments (from kopf indexes) ->
+"""The one writer of observer status: pods and Deployments (from the indexes) ->
 ModelDeployment status, written only when it changed.
 
 Handlers call `wake(key)` when something about a model changes; the worker coalesces
@@ -60,7 +60,7 @@ class StatusWorker:
         indexes: Indexes,
         config: OperatorConfig,
     ) -> None:
-        self.kube, self.models = kube, indexes.models
+        self.kube, self.indexes, self.models = kube, indexes, indexes.models
         self.pods, self.deployments = indexes.pods, indexes.deployments
         self.config = config
         self._written: dict[Key, dict[str, Any]] = {}  # last status written, per model
@@ -125,6 +125,7 @@ class StatusWorker:
 
     async def run(self) -> None:
         limit = asyncio.Semaphore(self.config.status_concurrency)
+        await self.indexes.wait_for_pods()
         last_resync = time.monotonic()
 
         async def guarded(key: Key) -> None:

@@ -1,14 +1,17 @@
-"""The facts about a pod the observer needs, taken from its API body once (index values)."""
+"""The facts about a pod the observer needs, taken from its API body once (index values).
 
+Slotted dataclasses, not pydantic models: the operator keeps one per pod of the fleet (10,000
+and more), and these are a third of a pydantic model's size.
+"""
+
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 
-
-class ContainerInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
     name: str
     restart_count: int = 0
     last_reason: str | None = None  # lastState.terminated.reason
@@ -17,9 +20,8 @@ class ContainerInfo(BaseModel):
     waiting_reason: str | None = None  # state.waiting.reason
 
 
-class PodInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class PodInfo:
     name: str
     uid: str
     created: str | None = None
@@ -43,7 +45,7 @@ class PodInfo(BaseModel):
             waiting = (cs.get("state") or {}).get("waiting") or {}
             containers.append(
                 ContainerInfo(
-                    name=cs.get("name", "?"),
+                    name=sys.intern(cs.get("name", "?")),  # the same few names in every pod
                     restart_count=int(cs.get("restartCount") or 0),
                     last_reason=last.get("reason"),
                     last_exit_code=last.get("exitCode"),

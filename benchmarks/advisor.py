@@ -29,6 +29,7 @@ from modelpilot.advisor.model import Evaluation, History, Objective
 from modelpilot.advisor.parallel import Case, Judges
 from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
+from modelpilot.devcluster.processes import memory_kib
 from modelpilot.devcluster.prometheus import (
     PrometheusServer,
     backfill,
@@ -42,11 +43,6 @@ RULES = Path(__file__).resolve().parents[1] / "manifests" / "monitoring" / "prom
 NAMESPACE = "bench"
 LOOKBACK = 6 * 3600
 STEP = 60
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(x.split()[1] for x in status.splitlines() if x.startswith("VmRSS:"))) / 1024
 
 
 def spec_of(scenario: Scenario) -> ModelDeploymentSpec:
@@ -129,7 +125,9 @@ def main() -> None:
         asyncio.run(judges.start())
         raw, _, raw_read, raw_time = evaluation(use_rules=False)
         fetched, evaluations, read, batched = evaluation(use_rules=True)
-        workers_rss = sum(rss_mib(pid) for pid in judges.pids())  # after judging everything
+        workers_rss = (
+            sum(memory_kib(pid) for pid in judges.pids()) / 1024
+        )  # after judging everything
         judges.close()
         t0 = time.perf_counter()
         in_process = [verdict(name, fetched.histories) for name in models]

@@ -157,11 +157,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def rss_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-
-
 async def soak(meter: MeterProcess, seconds: float, rate: float) -> list[tuple[float, int]]:
     """Mixed traffic at `rate`/s; RSS sampled every 10 s."""
     samples: list[tuple[float, int]] = []
@@ -188,7 +183,7 @@ async def soak(meter: MeterProcess, seconds: float, rate: float) -> list[tuple[f
         next_sample = start
         while (now := time.perf_counter()) - start < seconds:
             if now >= next_sample:
-                samples.append((now - start, rss_kib(meter.proc.pid)))
+                samples.append((now - start, meter.rss_kib()))
                 next_sample += 10
             task = asyncio.create_task(one(i))
             pending.add(task)
@@ -196,7 +191,7 @@ async def soak(meter: MeterProcess, seconds: float, rate: float) -> list[tuple[f
             i += 1
             await asyncio.sleep(max(start + i / rate - time.perf_counter(), 0))
         await asyncio.gather(*pending)
-    samples.append((time.perf_counter() - start, rss_kib(meter.proc.pid)))
+    samples.append((time.perf_counter() - start, meter.rss_kib()))
     return samples
 
 

@@ -228,10 +228,7 @@ def main() -> None:
             sys.exit("the ModelDeployment watch broke off before the idle window ended")
         models_watch.stopped = pods_watch.stopped = True
 
-        status = Path(f"/proc/{operator.proc.pid}/status").read_text()
-        peak_kib = int(
-            next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-        )
+        peak_kib = operator.rss_peak_kib()
     finally:
         operator.stop()
         core.delete_namespace(namespace)  # a cluster left running must not keep 10,000 pods

@@ -326,13 +326,23 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
     """Run the meter sidecar: a reverse proxy that measures every request."""
     import logging
 
+    from pydantic import ValidationError
+
     from modelpilot.meter.config import MeterConfig
     from modelpilot.meter.server import run as run_meter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = MeterConfig.model_validate(
-        {**options, **({"passthrough_paths": passthrough_paths} if passthrough_paths else {})}
-    )
+    try:
+        config = MeterConfig.model_validate(
+            {**options, **({"passthrough_paths": passthrough_paths} if passthrough_paths else {})}
+        )
+    except ValidationError as exc:
+        raise click.UsageError(
+            "; ".join(
+                f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None
     run_meter(config, use_uvloop=uvloop)
 
 

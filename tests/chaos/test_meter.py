@@ -17,11 +17,6 @@ CLIENTS = 64
 HANG_UP_EVERY = 10  # one request in ten is abandoned before its answer
 
 
-def _rss_kib(meter: MeterProcess) -> int:
-    status = Path(f"/proc/{meter.proc.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-
-
 async def test_meter_counts_everything_through_hang_ups_and_model_kills(tmp_path: Path) -> None:
     def restart(port: int | None = None) -> FakeModelProcess:
         return FakeModelProcess(tmp_path, port, base_ms=2, per_request_ms=0)
@@ -44,7 +39,7 @@ async def test_meter_counts_everything_through_hang_ups_and_model_kills(tmp_path
                     FakeModelProcess, tmp_path, model.port, base_ms=2, per_request_ms=0
                 )
         if i % 2000 == 0:
-            rss.append(_rss_kib(meter))
+            rss.append(meter.rss_kib())
         sent += 1
         if i % HANG_UP_EVERY == 0:  # a client that gives up before the answer
             path = f"/slow?seconds={rng.uniform(0.05, 0.3):.2f}"
@@ -75,7 +70,7 @@ async def test_meter_counts_everything_through_hang_ups_and_model_kills(tmp_path
             for cls in ("2xx", "4xx", "5xx")
         }
         in_flight = meter.value("modelpilot_concurrent_requests")
-        rss.append(_rss_kib(meter))
+        rss.append(meter.rss_kib())
     finally:
         meter.stop()
         model.stop()

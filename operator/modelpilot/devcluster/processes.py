@@ -24,6 +24,12 @@ def spawn(cmd: Sequence[str], log_path: Path, cwd: Path | None = None) -> int:
     return proc.pid
 
 
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory from /proc: now (VmRSS) or at its peak (VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
+
+
 def _reap(pid: int) -> None:
     # Our own children would linger as zombies (and look alive) until waited for.
     with contextlib.suppress(ChildProcessError):

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelpilot.devcluster.controlplane import REPO_ROOT
 from modelpilot.devcluster.ports import pick_port
-from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.processes import memory_kib, wait_until
 
 SAMPLE_MODEL = REPO_ROOT / "examples" / "sample-model" / "server.py"
 
@@ -154,8 +154,8 @@ class MeterProcess(Process):
         wanted = set(labels.items())
         return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
 
+    def rss_kib(self) -> int:
+        return memory_kib(self.proc.pid)
+
     def rss_peak_kib(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(
-            next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-        )
+        return memory_kib(self.proc.pid, "VmHWM")

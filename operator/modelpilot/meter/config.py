@@ -1,6 +1,8 @@
 """Meter settings (from `modelpilot meter` flags)."""
 
-from pydantic import BaseModel, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_PASSTHROUGH = (
     "/health",
@@ -42,3 +44,14 @@ class MeterConfig(BaseModel):
     async_webhook_attempts: int = Field(8, ge=1)
     async_webhook_backoff: float = Field(1.0, gt=0, description="first retry's wait, doubling")
     openai_metrics: bool = True  # tokens, TTFT and TPOT from OpenAI-compatible responses
+
+    @field_validator("upstream")
+    @classmethod
+    def _plain_http(cls, url: str) -> str:
+        # The model server is in the same pod: the meter speaks plain HTTP/1.1 to it.
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(
+                f"must be http://HOST[:PORT] (the model server in the pod), not {url!r}"
+            )
+        return url

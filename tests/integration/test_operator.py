@@ -104,6 +104,29 @@ def test_status_for_ready_not_ready_unknown_and_terminating_pods(
     )
 
 
+def test_cold_start_is_measured_from_creation_to_first_ready(
+    namespace: str, models: Models, kubelet: FakeKubelet
+) -> None:
+    models.create("cold", model_spec())
+    created = kubelet.create_pod(namespace, "slow", labels=pod_labels("cold"))
+    kubelet.set_status(namespace, "slow", ready="False")
+    time.sleep(2.2)  # timestamps are whole seconds: 2 or 3 s apart
+    ready = kubelet.set_status(namespace, "slow", ready="True")
+    took = ready.status.conditions[-1].last_transition_time - created.metadata.creation_timestamp
+    eventually(lambda: equal(models.status("cold")["coldStart"]["samples"], 1))
+    cold = models.status("cold")["coldStart"]
+    assert cold["lastSeconds"] == cold["p50Seconds"] == took.total_seconds() >= 2
+    assert cold["recent"][0]["pod"] == "slow"
+
+    # Not ready and ready again (a failing probe) is not another cold start.
+    kubelet.set_status(namespace, "slow", ready="False")
+    kubelet.set_status(namespace, "slow", ready="True")
+    kubelet.create_pod(namespace, "quick", labels=pod_labels("cold"))
+    kubelet.set_status(namespace, "quick", ready="True")
+    eventually(lambda: equal(models.status("cold")["coldStart"]["samples"], 2))
+    assert [s["pod"] for s in models.status("cold")["coldStart"]["recent"]] == ["slow", "quick"]
+
+
 def test_restart_reasons_and_total_across_pod_replacement(
     admin_api: client.ApiClient, namespace: str, models: Models, kubelet: FakeKubelet
 ) -> None:
@@ -366,6 +389,7 @@ def test_kubectl_install_example_and_columns(
             "NOTREADY",
             "UNKNOWN",
             "LAST-RESTART",
+            "COLD-START",
         ]
         assert row.split()[:5] == ["llm-chat", "0/1", "0", "0", "0"]
         return out

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from modelpilot.advisor.judge import with_measured_cold_start
 from modelpilot.advisor.model import History
 from modelpilot.advisor.replay import fit, outcome, replay, trace_arrivals
 from modelpilot.advisor.whatif import (
@@ -61,6 +62,18 @@ def test_the_fit_finds_the_service_curve_and_cold_start() -> None:
     assert fitted.per_request_seconds == pytest.approx(0.1, rel=0.05)
     cold = fit(observed("cold-starts"))  # replicas take 480 s to start
     assert cold is not None and cold.cold_start_seconds == pytest.approx(480, rel=0.1)
+
+
+def test_a_cold_start_measured_from_pods_wins_over_the_coarse_series() -> None:
+    seen = observed("cold-starts")
+    status = {"coldStart": {"p50Seconds": 300.5, "samples": 4}}
+    measured = with_measured_cold_start(seen, status)
+    assert measured is not None and measured.cold_start_seconds == 300.5
+    fitted = fit(measured)
+    assert fitted is not None and fitted.behaviour.startup_seconds == 300.5
+    for unusable in ({}, {"coldStart": {"p50Seconds": "slow"}}, {"coldStart": {"p50Seconds": 0}}):
+        assert with_measured_cold_start(seen, unusable) is seen
+    assert with_measured_cold_start(None, status) is None
 
 
 def test_too_little_history_cannot_be_fitted() -> None:

@@ -11,6 +11,7 @@ import yaml
 from modelpilot.advisor import replay, whatif
 from modelpilot.advisor.advise import document, table
 from modelpilot.advisor.evaluate import objective_of
+from modelpilot.advisor.judge import with_measured_cold_start
 from modelpilot.advisor.model import History
 from modelpilot.advisor.rules import build_context
 from modelpilot.oneshot import CommandError, connect_prometheus, judge_models, load_models
@@ -66,7 +67,7 @@ def run_whatif(
     if not found:
         raise CommandError(f"ModelDeployment {namespace}/{name} not found")
     (judged,) = judge_models(found[:1], prometheus, lookback, step, scrape_interval)
-    history = judged.history
+    history = with_measured_cold_start(judged.history, judged.status)
     fitted = replay.fit(history) if history is not None else None
     if history is None or fitted is None:
         raise CommandError(

@@ -73,6 +73,15 @@ class Verdict(BaseModel):
         return section
 
 
+def with_measured_cold_start(history: History | None, status: Mapping[str, Any]) -> History | None:
+    """The history with the cold start the operator measured from pods (status.coldStart),
+    where it has one: replays start replicas that long."""
+    measured = (status.get("coldStart") or {}).get("p50Seconds")
+    if history is None or not isinstance(measured, int | float) or measured <= 0:
+        return history
+    return history.model_copy(update={"cold_start_seconds": float(measured)})
+
+
 def judge(
     key: Key,
     spec: ModelDeploymentSpec,
@@ -86,6 +95,7 @@ def judge(
     history and overrides are read from it); `history` its signals (None: none found), and
     `read` where they came from (`source.FROM_RULES` or `FROM_RAW`; said in the condition)."""
     settings = settings_in_force(spec, status)
+    history = with_measured_cold_start(history, status)
     changes = changes_of(status)
     since = last_change_time(changes)
     limits = spec.advisor.limits if spec.advisor.mode == "Auto" else None

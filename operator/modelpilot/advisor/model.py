@@ -53,6 +53,9 @@ class History(BaseModel):
     engine_queue: Series = Field(default_factory=list)
     kv_cache: Series = Field(default_factory=list)
     gpu_utilization: Series = Field(default_factory=list)  # percent, when known
+    # Measured by the operator from pods (creation to first Ready, status.coldStart), finer
+    # than `starting` at the history's step; None: not measured.
+    cold_start_seconds: float | None = None
 
     def since(self, t: float) -> "History":
         """The points after unix time `t`."""

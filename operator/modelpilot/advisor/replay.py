@@ -208,7 +208,7 @@ def fit(h: History) -> Fitted | None:
     base = max(intercept + slope, 1e-3)
     spans = _runs([(s or 0) > 0 for s in h.starting])
     # A span of D seconds covers D / step grid points on average, wherever it starts.
-    cold = statistics.fmean(spans) * h.step if spans else None
+    cold = h.cold_start_seconds or (statistics.fmean(spans) * h.step if spans else None)
     return Fitted(
         arrivals=[r or 0.0 for r in h.rps],
         step=h.step,

@@ -51,6 +51,19 @@ class ContainerRestartCount(ApiModel):
     restart_count: int
 
 
+class ColdStartSample(ApiModel):
+    pod: str
+    ready_time: str  # when the pod first became Ready
+    seconds: float  # from the pod's creation to then
+
+
+class ColdStart(ApiModel):
+    last_seconds: float | None = None
+    p50_seconds: float | None = None  # over `recent`
+    samples: int = 0  # cold starts measured since the ModelDeployment was created
+    recent: list[ColdStartSample] = Field(default_factory=list)
+
+
 class Restarts(ApiModel):
     total: int = 0
     by_reason: list[ReasonCount] = Field(default_factory=list)

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelpilot.api import Key
-from modelpilot.api.status import Condition, ConditionUpdate, Restarts
+from modelpilot.api.status import ColdStart, Condition, ConditionUpdate, Restarts
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.kube import Kube, report_failure
 from modelpilot.controller.refs import Indexes, ModelRef, first
+from modelpilot.observer import coldstarts
 from modelpilot.observer import restarts as restart_logic
 from modelpilot.observer.summary import (
     conditions,
@@ -65,6 +66,7 @@ class StatusWorker:
         self.config = config
         self._written: dict[Key, dict[str, Any]] = {}  # last status written, per model
         self.restarts: dict[Key, Restarts] = {}
+        self.cold_starts: dict[Key, ColdStart] = {}
         self.served: dict[Key, set[str]] = {}  # UIDs of pods seen Ready
         self.reconciled: dict[Key, int] = {}  # generation the workload was applied for
         # The API server's refusal of what a generation rendered to (InvalidSpec).
@@ -152,6 +154,7 @@ class StatusWorker:
         for memory in (
             self._written,
             self.restarts,
+            self.cold_starts,
             self.served,
             self.reconciled,
             self.refused,
@@ -179,6 +182,8 @@ class StatusWorker:
         restarts = restart_logic.account(previous, pods, new)
 
         served = self.served.setdefault(key, set())
+        starts = self.cold_starts.get(key) or coldstarts.from_status(baseline)
+        starts = coldstarts.account(starts, coldstarts.new_samples(starts, pods, served))
         served.update(p.uid for p in pods if p.ready == "True")
         served.intersection_update(p.uid for p in pods)
 
@@ -220,6 +225,8 @@ class StatusWorker:
             + others,
             **self.sections.get(key, {}),
         }
+        if starts.samples:
+            status["coldStart"] = starts.wire()
         if generation is not None:
             status["observedGeneration"] = generation
 
@@ -231,6 +238,7 @@ class StatusWorker:
             self.writes += 1
         self._written[key] = {**baseline, **status}
         self.restarts[key] = restarts
+        self.cold_starts[key] = starts
         await self._post_events(model, new, before, ours)
 
     async def _post_events(

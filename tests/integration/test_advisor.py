@@ -125,6 +125,48 @@ def test_every_pattern_through_prometheus_in_one_batch(
     assert (missing.status, missing.recommendations) == ("insufficient-data", [])
 
 
+def test_the_concurrency_gauge_is_read_only_for_meters_without_the_counter(
+    tmp_path: Path,
+) -> None:
+    end = time.time() - 30
+    healthy = next(s for s in catalogue() if s.name == "healthy")
+    steps = simulate(healthy, 3600)
+    counted = series(steps, end - 3600, NAMESPACE, "counted")
+    # An older meter: the in-flight gauge, no concurrency counter.
+    gauged = [
+        s.model_copy(update={"name": "modelpilot_concurrent_requests"})
+        if s.name == "modelpilot_concurrency_seconds_total"
+        else s
+        for s in series(steps, end - 3600, NAMESPACE, "gauged")
+    ]
+    gauge = next(s for s in gauged if s.name == "modelpilot_concurrent_requests")
+    gauge.samples = [
+        (t, step.concurrency) for (t, _), step in zip(gauge.samples, steps, strict=True)
+    ]
+    server = PrometheusServer(tmp_path / "prometheus")
+    backfill(to_openmetrics([*counted, *gauged]), server.data_dir)
+    server.start()
+    try:
+        prom = PrometheusConnect(url=server.url, disable_ssl=True)
+
+        def read(*models: str) -> source.Fetched:
+            keys = {(NAMESPACE, m): Objective() for m in models}
+            return asyncio.run(
+                source.fetch(prom, keys, 3600, 60, end, matchers="", use_rules=False)
+            )
+
+        alone = read("counted")
+        both = read("counted", "gauged")
+        assert both.queries == alone.queries + 1
+        got = both.histories[(NAMESPACE, "gauged")].concurrency
+        assert sum(v is not None for v in got) > 0.9 * len(got)
+        seen = [v for v in got if v is not None]
+        served = [step.concurrency for step in steps]
+        assert sum(seen) / len(seen) == pytest.approx(sum(served) / len(served), rel=0.2)
+    finally:
+        server.stop()
+
+
 def _modelpilot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "modelpilot", *args],

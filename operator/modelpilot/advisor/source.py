@@ -240,13 +240,18 @@ async def fetch(
         )
         return result
 
+    # The concurrency gauge stands in only for meters that lack the counter: read it only
+    # when some model has no concurrency otherwise (a fleet's worth of points spared).
+    gauge = wanted.pop("concurrency_gauge")
     answers = await asyncio.gather(*(one(q) for q in wanted.values()))
     results = dict(zip(wanted, answers, strict=True))
-    return Fetched(
-        assemble(results, times, step, kind_by_model),
-        queries=len(wanted) + probe,
-        read=FROM_RULES if recorded else FROM_RAW,
-    )
+    histories = assemble(results, times, step, kind_by_model)
+    made = len(wanted) + probe
+    if any(all(v is None for v in h.concurrency) for k, h in histories.items() if k in objectives):
+        results["concurrency_gauge"] = await one(gauge)
+        histories = assemble(results, times, step, kind_by_model)
+        made += 1
+    return Fetched(histories, queries=made, read=FROM_RULES if recorded else FROM_RAW)
 
 
 async def _rules_phase(prometheus: PrometheusConnect, start: float) -> float | None:

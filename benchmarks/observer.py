@@ -52,6 +52,17 @@ class Watcher(threading.Thread):
         self.lock = threading.Lock()
         self.stopped = False
         self.broke: float | None = None  # when the watch broke off (its counts stop there)
+        self.version = ""
+
+    def start(self) -> None:
+        # From the collection's current version: no replay of 10,000 pods as ADDED events
+        # first (that took seconds, and changes made meanwhile looked seconds late).
+        listed = self.list_fn(*self.args, limit=1)
+        if isinstance(listed, dict):  # custom objects come as plain dicts
+            self.version = listed["metadata"]["resourceVersion"]
+        else:
+            self.version = listed.metadata.resource_version
+        super().start()
 
     def run(self) -> None:
         try:
@@ -63,7 +74,9 @@ class Watcher(threading.Thread):
 
     def _watch(self) -> None:
         stream = watch.Watch()
-        for event in stream.stream(self.list_fn, *self.args, timeout_seconds=3600):
+        for event in stream.stream(
+            self.list_fn, *self.args, resource_version=self.version, timeout_seconds=3600
+        ):
             now = time.monotonic()
             obj = event["object"]
             obj = (

@@ -66,6 +66,12 @@ class Process:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def rss_kib(self) -> int:
+        return memory_kib(self.proc.pid)
+
+    def rss_peak_kib(self) -> int:
+        return memory_kib(self.proc.pid, "VmHWM")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -153,9 +159,3 @@ class MeterProcess(Process):
         """Sum of the samples of `name` whose labels include `labels`."""
         wanted = set(labels.items())
         return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
-
-    def rss_kib(self) -> int:
-        return memory_kib(self.proc.pid)
-
-    def rss_peak_kib(self) -> int:
-        return memory_kib(self.proc.pid, "VmHWM")

@@ -18,6 +18,7 @@ from prometheus_api_client import PrometheusConnect
 from modelpilot.advisor.model import SIGNALS, History, Objective
 from modelpilot.api import Key
 from modelpilot.api.spec import LatencyMetric
+from modelpilot.gc_pause import gc_paused
 
 BY = "namespace, model_deployment"
 LATENCY_SHARDS = 2
@@ -243,14 +244,17 @@ async def fetch(
     # The concurrency gauge stands in only for meters that lack the counter: read it only
     # when some model has no concurrency otherwise (a fleet's worth of points spared).
     gauge = wanted.pop("concurrency_gauge")
-    answers = await asyncio.gather(*(one(q) for q in wanted.values()))
-    results = dict(zip(wanted, answers, strict=True))
-    histories = assemble(results, times, step, kind_by_model)
-    made = len(wanted) + probe
-    if any(all(v is None for v in h.concurrency) for k, h in histories.items() if k in objectives):
-        results["concurrency_gauge"] = await one(gauge)
+    with gc_paused():
+        answers = await asyncio.gather(*(one(q) for q in wanted.values()))
+        results = dict(zip(wanted, answers, strict=True))
         histories = assemble(results, times, step, kind_by_model)
-        made += 1
+        made = len(wanted) + probe
+        if any(
+            all(v is None for v in h.concurrency) for k, h in histories.items() if k in objectives
+        ):
+            results["concurrency_gauge"] = await one(gauge)
+            histories = assemble(results, times, step, kind_by_model)
+            made += 1
     return Fetched(histories, queries=made, read=FROM_RULES if recorded else FROM_RAW)
 
 

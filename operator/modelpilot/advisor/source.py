@@ -8,6 +8,7 @@ per-model series they record are read instead of every histogram bucket of every
 
 import asyncio
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,10 +126,12 @@ def assemble(
     times: list[float],
     step: float,
     kind_by_model: Mapping[Key, LatencyKind],
+    into: dict[Key, History] | None = None,
 ) -> dict[Key, History]:
-    """Range-query results -> one History per model on the shared grid. A point with no
-    sample stays None: missing is unknown, never zero."""
-    histories: dict[Key, History] = {}
+    """Range-query results -> one History per model on the shared grid (added to `into`,
+    when given, as each answer arrives). A point with no sample stays None: missing is
+    unknown, never zero."""
+    histories: dict[Key, History] = {} if into is None else into
 
     def history(key: Key) -> History:
         if key not in histories:
@@ -235,25 +238,26 @@ async def fetch(
                     step, [kind], f'model_deployment=~"{regex}"', scrape_interval
                 )[name]
 
-    async def one(query: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await asyncio.to_thread(
-            range_query, prometheus, query, times[0], times[-1], step
-        )
-        return result
+    histories: dict[Key, History] = {}
+    assembling = threading.Lock()
+
+    def read(name: str, query: str) -> None:
+        # Each answer goes into the histories as soon as it is parsed, and is dropped: a
+        # fleet's answers are tens of MB of JSON each, hundreds parsed, never all at once.
+        result = range_query(prometheus, query, times[0], times[-1], step)
+        with assembling:
+            assemble({name: result}, times, step, kind_by_model, into=histories)
 
     # The concurrency gauge stands in only for meters that lack the counter: read it only
     # when some model has no concurrency otherwise (a fleet's worth of points spared).
     gauge = wanted.pop("concurrency_gauge")
+    made = len(wanted) + probe
     with gc_paused():
-        answers = await asyncio.gather(*(one(q) for q in wanted.values()))
-        results = dict(zip(wanted, answers, strict=True))
-        histories = assemble(results, times, step, kind_by_model)
-        made = len(wanted) + probe
+        await asyncio.gather(*(asyncio.to_thread(read, n, q) for n, q in wanted.items()))
         if any(
             all(v is None for v in h.concurrency) for k, h in histories.items() if k in objectives
         ):
-            results["concurrency_gauge"] = await one(gauge)
-            histories = assemble(results, times, step, kind_by_model)
+            await asyncio.to_thread(read, "concurrency_gauge", gauge)
             made += 1
     return Fetched(histories, queries=made, read=FROM_RULES if recorded else FROM_RAW)
 

@@ -125,9 +125,8 @@ def main() -> None:
         asyncio.run(judges.start())
         raw, _, raw_read, raw_time = evaluation(use_rules=False)
         fetched, evaluations, read, batched = evaluation(use_rules=True)
-        workers_rss = (
-            sum(memory_kib(pid) for pid in judges.pids()) / 1024
-        )  # after judging everything
+        # After judging everything.
+        workers_rss = sum(memory_kib(pid) for pid in judges.pids()) / 1024
         judges.close()
         t0 = time.perf_counter()
         in_process = [verdict(name, fetched.histories) for name in models]

@@ -176,6 +176,19 @@ def main() -> None:
     help="Worker processes that judge models, for fleets of hundreds: about one per CPU the "
     "operator has, each about 50 MiB (0: judge in the operator's own process).",
 )
+@click.option(
+    "--activator-namespace",
+    envvar="MODELPILOT_ACTIVATOR_NAMESPACE",
+    help="Namespace of the activator's pods (manifests/activator): models may then scale to "
+    "zero (minReplicas 0). Without it minReplicas 0 is held at 1, and status says why.",
+)
+@click.option(
+    "--activator-ports",
+    default="20000-29999",
+    show_default=True,
+    help="Ports the activator may listen on, one per model that scales to zero (FIRST-LAST; "
+    "operators sharding models need ranges that do not overlap).",
+)
 @_scrape_interval("scrape_interval_seconds")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
@@ -185,6 +198,60 @@ def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
 
     config = OperatorConfig.model_validate({**options, "namespaces": list(namespaces)})
     run_operator(config, verbose=verbose)
+
+
+@main.command()
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Serve only this namespace's models (repeatable). Default: all namespaces.",
+)
+@click.option(
+    "--host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the models' ports listen on.",
+)
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0:9090",
+    show_default=True,
+    help="host:port for /metrics, /healthz and /readyz.",
+)
+@click.option(
+    "--pod-network",
+    hidden=True,  # the demo's local runtime only
+    help="POD_PREFIX=LOCAL_PREFIX: where the local runtime serves pod IPs.",
+)
+@click.option(
+    "--keep-alive-seconds",
+    default=10.0,
+    show_default=True,
+    help="Seconds between keep-alive comments to a held streaming (SSE) client.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def activator(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
+    """Run the activator: it holds the requests of a model scaled to zero until a replica
+    is Ready (uses in-cluster credentials, else KUBECONFIG)."""
+    import logging
+
+    from kubernetes import config as kube_config
+
+    from modelpilot.activator.server import ActivatorConfig
+    from modelpilot.activator.server import run as run_activator
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        run_activator(ActivatorConfig.model_validate({**options, "namespaces": list(namespaces)}))
+    except (kube_config.ConfigException, OSError) as exc:
+        raise click.ClickException(
+            f"no usable credentials ({exc}): run in a pod, or set KUBECONFIG"
+        ) from None
 
 
 @main.command()

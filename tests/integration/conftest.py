@@ -7,6 +7,7 @@ instead, and tests that need the local control plane itself are skipped.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import yaml
 from kubernetes import client, config
 from prometheus_client import MetricsHandler
 
+from modelpilot.api import ACTIVATOR_APP
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.install import install
 from modelpilot.devcluster.kubelet import FakeKubelet
@@ -31,7 +33,7 @@ from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.prometheus import PrometheusServer, Series, backfill, scrape_config
 from modelpilot.devcluster.prometheus import to_openmetrics as to_openmetrics
 from modelpilot.devcluster.redis import RedisServer
-from modelpilot.devcluster.servers import MeterProcess, OperatorProcess
+from modelpilot.devcluster.servers import ActivatorProcess, MeterProcess, OperatorProcess
 from modelpilot.meter.concurrency import ConcurrencyTracker
 from modelpilot.meter.metrics import MeterMetrics
 
@@ -210,10 +212,14 @@ def operator(
     its log must hold no Forbidden (the RBAC in manifests/ is enough) and no traceback."""
     admin, operator_kubeconfig = kubeconfigs
     install(admin, REPO / "manifests")
+    # On the local control plane the activator's pods are the tests' (`activators`).
     prometheus = (
         {}
         if EXTERNAL_ADMIN
-        else {"prometheus_url": request.getfixturevalue("cluster").prometheus_url}
+        else {
+            "prometheus_url": request.getfixturevalue("cluster").prometheus_url,
+            "activator_namespace": controlplane.OPERATOR_NAMESPACE,
+        }
     )
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     running = OperatorProcess(
@@ -236,6 +242,57 @@ def operator(
     log = running.log_text()
     assert "Forbidden" not in log, f"the operator hit RBAC limits; see {log_path}"
     assert "Traceback" not in log, f"the operator raised; see {log_path}"
+
+
+ACTIVATOR_IPS = ("127.0.0.2", "127.0.0.3")  # the activator pods' IPs, served on loopback
+
+
+@pytest.fixture(scope="session")
+def activators(
+    cluster: controlplane.ClusterState,
+    operator: OperatorProcess,
+    kubelet: FakeKubelet,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[ActivatorProcess]]:
+    """The activator as installed: two replicas (pods the operator sees, each IP served by
+    a real `modelpilot activator` under its own ServiceAccount's RBAC from manifests/)."""
+    logs = tmp_path_factory.mktemp("activator")
+    namespace = controlplane.OPERATOR_NAMESPACE
+    labels = {"app.kubernetes.io/name": ACTIVATOR_APP}
+    running: list[ActivatorProcess] = []
+    try:
+        for i, ip in enumerate(ACTIVATOR_IPS):
+            name = f"modelpilot-activator-{i}"
+            with contextlib.suppress(client.ApiException):  # left by an earlier session
+                kubelet.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            wait_until(lambda n=name: _gone(kubelet, namespace, n), 10, interval=0.1)
+            kubelet.create_pod(namespace, name, labels=labels, containers=("activator",))
+            running.append(
+                ActivatorProcess(
+                    logs / f"{name}.log",
+                    cluster.activator_kubeconfig,
+                    ip,
+                    keep_alive_seconds=0.2,
+                    verbose=True,
+                )
+            )
+            kubelet.set_status(namespace, name, "True", pod_ip=ip)
+        yield running
+    finally:
+        for activator in running:
+            activator.stop()
+    for activator in running:
+        log = activator.log_text()
+        assert "Forbidden" not in log and " 403" not in log, f"RBAC: see {activator.log}"
+        assert "Traceback" not in log, f"the activator raised; see {activator.log}"
+
+
+def _gone(kubelet: FakeKubelet, namespace: str, name: str) -> bool:
+    try:
+        kubelet.core.read_namespaced_pod(name, namespace)
+    except client.ApiException as exc:
+        return exc.status == 404
+    return False
 
 
 Exporter = Callable[[str, str], ConcurrencyTracker]

@@ -38,6 +38,12 @@ def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Pat
         assert "Auto mode applied scaleDownDelaySeconds" in out
         assert "p95 latency (clients)" in out
         assert "scaled 1 -> " in out  # the scaler acted on the meters' concurrency
+        # Scale to zero: a burst through the activator wakes the second model, then it idles
+        # back to zero.
+        assert "== Scale to zero: sample-chat-zero (minReplicas 0) has 0 replicas" in out
+        assert "the scaler woke it: 0 -> 1 replica" in out
+        assert "12/12 answered 200" in out
+        assert "scaled 1 -> 0: no replica, no GPU" in out
 
         kubeconfig = f"--kubeconfig={state_dir / 'kubeconfig'}"
         got = subprocess.run(

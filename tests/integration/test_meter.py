@@ -14,6 +14,7 @@ from prometheus_api_client import PrometheusConnect
 from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.prometheus import PrometheusServer
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
+from modelpilot.meter.proxy import HELD_HEADER
 from tests.integration.conftest import until
 
 
@@ -61,6 +62,21 @@ async def test_counts_sizes_and_latency_by_status(
     assert meter.value("modelpilot_response_size_bytes_sum", status_class="2xx") == received
     assert meter.value("modelpilot_time_to_first_byte_seconds_count") == 6
     assert_idle(meter)
+
+
+async def test_time_held_by_the_activator_counts_in_end_to_end_time(
+    meter: MeterProcess, http: aiohttp.ClientSession
+) -> None:
+    # Scale from zero: the activator held this request 12.5 s while a replica started.
+    body = b'{"input": "hi"}'
+    async with http.post(f"{meter.url}/predict", data=body, headers={HELD_HEADER: "12.5"}) as resp:
+        assert resp.status == 200
+    async with http.post(f"{meter.url}/predict", data=body, headers={HELD_HEADER: "?"}) as resp:
+        assert resp.status == 200
+    e2e = "modelpilot_end_to_end_response_time_seconds"
+    assert meter.value(f"{e2e}_count", status_class="2xx") == 2
+    assert 12.5 < meter.value(f"{e2e}_sum", status_class="2xx") < 13.5
+    assert meter.value(f"{e2e}_bucket", status_class="2xx", le="10.0") == 1
 
 
 async def test_health_paths_pass_through_uncounted(

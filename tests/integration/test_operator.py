@@ -390,6 +390,8 @@ def test_kubectl_install_example_and_columns(
             "UNKNOWN",
             "LAST-RESTART",
             "COLD-START",
+            "MIN",
+            "ROUTING",
         ]
         assert row.split()[:5] == ["llm-chat", "0/1", "0", "0", "0"]
         return out

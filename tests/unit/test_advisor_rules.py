@@ -5,7 +5,7 @@ import pytest
 from modelpilot.advisor.evaluate import evaluate, evaluate_since_change
 from modelpilot.advisor.model import Evaluation, History, Objective
 from modelpilot.api.spec import AutoscalingSpec
-from modelpilot.devcluster.scenarios import Scenario, catalogue, history, simulate
+from modelpilot.devcluster.scenarios import ModelBehaviour, Scenario, catalogue, history, simulate
 
 SCENARIOS = {s.name: s for s in catalogue()}
 SIX_HOURS = 6 * 3600
@@ -184,3 +184,69 @@ def test_slow_in_every_burst_at_max_is_short_of_capacity() -> None:
     setting, current, recommended = by_reason(run(pinned))["CapacityExhausted"]
     assert (setting, current) == ("max_replicas", 1)
     assert recommended > 1
+
+
+def zero_run(
+    settings: AutoscalingSpec,
+    busy: float,
+    period: float,
+    startup: float,
+    objective_ms: int,
+    zero_available: bool = True,
+) -> Evaluation:
+    """A model busy `busy` seconds of every `period`, idle (no request at all) otherwise,
+    with its cold start measured as the operator would."""
+    scenario = Scenario(
+        "zero",
+        settings,
+        load=lambda t: 6.0 if t % period < busy else 0.0,
+        behaviour=ModelBehaviour(startup_seconds=startup),
+    )
+    steps = simulate(scenario, SIX_HOURS)
+    measured = history(steps, 1.7e9).model_copy(update={"cold_start_seconds": startup})
+    objective = Objective(seconds=objective_ms / 1000)
+    return evaluate("ns", "zero", measured, settings, objective, zero_available=zero_available)
+
+
+WARM = AutoscalingSpec(
+    min_replicas=1, max_replicas=4, concurrency_target=4, scale_down_delay_seconds=300
+)
+
+
+def test_idle_spells_with_a_quick_cold_start_get_scale_to_zero() -> None:
+    # 20 minutes of traffic every 2 hours; a replica starts in 1 s.
+    found = by_reason(zero_run(WARM, 1200, 7200, startup=1, objective_ms=2000))
+    assert found.get("IdleReplicas") == ("min_replicas", 1, 0), found
+    rec = next(
+        r for r in zero_run(WARM, 1200, 7200, 1, 2000).recommendations if r.reason == "IdleReplicas"
+    )
+    assert rec.evidence["idleSpells"] == 3 and rec.evidence["coldStartSeconds"] == 1.0
+    assert rec.predicted is not None
+    assert rec.predicted.recommended.replicas < rec.predicted.current.replicas  # it saves
+
+
+def test_no_scale_to_zero_without_the_activator_or_when_the_objective_cannot_wait() -> None:
+    assert "IdleReplicas" not in by_reason(
+        zero_run(WARM, 1200, 7200, startup=1, objective_ms=2000, zero_available=False)
+    )
+    # A 60 s cold start against a 2 s objective: the replay says the first requests after
+    # each spell would miss it, so keeping the warm replica stays the advice.
+    assert "IdleReplicas" not in by_reason(
+        zero_run(WARM, 1200, 7200, startup=60, objective_ms=2000)
+    )
+
+
+def test_a_model_woken_from_zero_again_and_again_is_kept_warm_or_waits_longer() -> None:
+    at_zero = AutoscalingSpec(
+        min_replicas=0, max_replicas=4, concurrency_target=4, scale_down_delay_seconds=60
+    )
+    # 2 busy minutes every 10; each burst finds no replica and waits 30 s for one.
+    evaluation = zero_run(at_zero, 120, 600, startup=30, objective_ms=1000)
+    found = by_reason(evaluation)
+    assert evaluation.recommendations, evaluation
+    kept_warm = found.get("ColdStartsFromZero") == ("min_replicas", 0, 1)
+    waits = any(
+        r.setting == "scale_down_delay_seconds" and r.recommended >= 480
+        for r in evaluation.recommendations
+    )
+    assert kept_warm or waits, found

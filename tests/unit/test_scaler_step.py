@@ -132,3 +132,59 @@ def test_signal_for_a_model() -> None:
     assert isinstance(missing, NoSignal) and "over the last 60s" in missing.why
     down = NoSignal("no Prometheus")
     assert signal_for(down, ("ns", "chat"), 60) is down
+
+
+ZERO = SETTINGS.model_copy(update={"min_replicas": 0, "scale_down_delay_seconds": 60})
+
+
+def test_idle_steps_down_to_zero_and_says_since_when() -> None:
+    state: ScalerState | None = None
+    replicas, now = 4, 0.0
+    seen = []
+    while replicas and now < 1000:
+        out = scale_step(
+            ZERO,
+            Concurrency(0.0, set()),
+            Deployment("chat", replicas),
+            (),
+            None,
+            state,
+            {},
+            at(now),
+        )
+        if out.replicas is not None:
+            seen.append(out.replicas)
+            replicas = out.replicas
+        state, now = out.state, now + 10
+    assert seen == [2, 1, 0]  # half the excess each time, then the last one
+    # At zero (no series at all now): scaled to zero, since the last scale.
+    out = scale_step(
+        ZERO,
+        NoSignal("no series"),
+        Deployment("chat", 0),
+        (),
+        None,
+        state,
+        {"lastScaleTime": "2026-06-01T12:02:00Z"},
+        at(now),
+    )
+    assert out.replicas is None
+    assert (out.condition.reason, out.condition.status) == ("ScaledToZero", "True")
+    assert "since 2026-06-01T12:02:00Z" in out.condition.message
+
+
+def test_requests_held_at_the_activator_wake_a_model_at_zero() -> None:
+    out = scale_step(
+        ZERO, NoSignal("no series"), Deployment("chat", 0), (), None, None, {}, at(0), True
+    )
+    assert out.replicas == 1
+    assert out.event is not None and out.event[0] == "ScaledFromZero"
+    assert out.section["lastScaleTime"] == "2026-06-01T12:00:00Z"
+    # Not at zero: the request changes nothing, the usual rule decides.
+    running = scale_step(
+        ZERO, pods(2.0), Deployment("chat", 2), {"chat-1", "chat-2"}, None, None, {}, at(0), True
+    )
+    assert running.replicas is None and running.condition.reason == "AtDesired"
+    # An HPA owns the replicas even then.
+    owned = scale_step(ZERO, NoSignal("-"), Deployment("chat", 0), (), "hpa", None, {}, at(0), True)
+    assert owned.replicas is None

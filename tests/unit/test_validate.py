@@ -50,10 +50,11 @@ def test_port_no_container_exposes() -> None:
     ]
 
 
-def test_scale_to_zero_is_refused_with_the_reason() -> None:
-    _, problems = validate(spec(autoscaling={"minReplicas": 0, "maxReplicas": 2}))
-    assert len(problems) == 1
-    assert problems[0].startswith("spec.autoscaling.minReplicas 0 (scale to zero)")
+def test_scale_to_zero_is_a_valid_spec() -> None:
+    # Whether it can be honoured (an activator installed) is the operator's to say.
+    parsed, problems = validate(spec(autoscaling={"minReplicas": 0, "maxReplicas": 2}))
+    assert problems == []
+    assert parsed is not None and parsed.autoscaling.activation_timeout_seconds == 600
 
 
 def test_type_errors_name_the_field() -> None:

@@ -44,8 +44,10 @@ def evaluate(
     settings: AutoscalingSpec,
     objective: Objective,
     limits: AdvisorLimits | None = None,
+    zero_available: bool = False,
 ) -> Evaluation:
-    """`limits`: in Auto mode, values are chosen inside them (see advisor.predict)."""
+    """`limits`: in Auto mode, values are chosen inside them (see advisor.predict);
+    `zero_available`: the activator is installed (minReplicas 0 may be advised)."""
     missing = [
         LATENCY_NAMES[objective.metric] if signal == "latency" else signal
         for signal in missing_signals(history)
@@ -60,7 +62,7 @@ def evaluate(
             + ", ".join(missing)
             + ": no recommendation is made from absent data",
         )
-    context = build_context(history, settings, objective)
+    context = build_context(history, settings, objective, zero_available)
     best: dict[str, Recommendation] = {}
     for _, rule in RULES:
         found = rule(context)
@@ -86,13 +88,16 @@ def evaluate_since_change(
     objective: Objective,
     last_change: float | None,
     limits: AdvisorLimits | None = None,
+    zero_available: bool = False,
 ) -> Evaluation:
     """Judge only the history after the last applied change (unix time): what came before
     describes settings that are gone, and judging it again would repeat the same advice
     (Auto mode would step the same setting again and again on stale evidence)."""
     if history is None or last_change is None:
-        return evaluate(namespace, name, history, settings, objective, limits)
-    evaluation = evaluate(namespace, name, history.since(last_change), settings, objective, limits)
+        return evaluate(namespace, name, history, settings, objective, limits, zero_available)
+    evaluation = evaluate(
+        namespace, name, history.since(last_change), settings, objective, limits, zero_available
+    )
     if evaluation.status == "ok" or missing_signals(history):
         return evaluation
     return Evaluation(

@@ -99,8 +99,11 @@ def judge(
     changes = changes_of(status)
     since = last_change_time(changes)
     limits = spec.advisor.limits if spec.advisor.mode == "Auto" else None
+    # Whether the activator is installed, as the operator's scaler last said in status: the
+    # CLI reading the same status then gives the same advice.
+    zero = (status.get("autoscaling") or {}).get("scaleToZero") is True
     evaluation = evaluate_since_change(
-        key[0], key[1], history, settings, objective_of(spec), since, limits
+        key[0], key[1], history, settings, objective_of(spec), since, limits, zero
     )
     overrides = overrides_of(status)
     done: list[Change] = []

@@ -16,6 +16,8 @@ Reason = Literal[
     "PrematureScaleDown",
     "AsyncBacklog",
     "OverProvisioned",
+    "IdleReplicas",
+    "ColdStartsFromZero",
 ]
 REASONS: tuple[str, ...] = get_args(Reason)
 Series = list[float | None]  # one value per grid point; None = no data there

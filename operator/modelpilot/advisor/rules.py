@@ -1,4 +1,4 @@
-"""The seven diagnoses. Each reads a model's history and its effective settings and
+"""The nine diagnoses. Each reads a model's history and its effective settings and
 returns a Recommendation with a concrete value derived from the data, or None.
 
 Conventions: "replicas" is active + starting (the pods a Deployment keeps); latency is the
@@ -52,6 +52,7 @@ class Context:
     baseline: float  # latency when replicas carry the least load (seconds)
     replicas: Series = field(default_factory=list)
     per_replica: Series = field(default_factory=list)  # concurrency per active replica
+    zero_available: bool = False  # the activator is installed: minReplicas 0 is possible
 
     @property
     def capacity(self) -> float:
@@ -90,7 +91,9 @@ class Context:
         return gaps
 
 
-def build_context(history: History, settings: AutoscalingSpec, objective: Objective) -> Context:
+def build_context(
+    history: History, settings: AutoscalingSpec, objective: Objective, zero_available: bool = False
+) -> Context:
     h = history
     replicas: Series = [
         a + (s or 0) if a is not None else None for a, s in zip(h.active, h.starting, strict=True)
@@ -102,7 +105,9 @@ def build_context(history: History, settings: AutoscalingSpec, objective: Object
     threshold = (
         objective.seconds if objective.seconds is not None else max(baseline * 1.5, baseline + 0.05)
     )
-    return Context(h, settings, objective, threshold, baseline, replicas, per_replica)
+    return Context(
+        h, settings, objective, threshold, baseline, replicas, per_replica, zero_available
+    )
 
 
 def _baseline(h: History, per_replica: Series) -> float:
@@ -508,6 +513,90 @@ def over_provisioned(ctx: Context) -> Recommendation | None:
     )
 
 
+IDLE_SPELL_SECONDS = 1800  # a spell without requests worth having no replica for
+COLD_SHARE_OF_SPELL = 0.05  # a cold start this short next to the median spell is cheap
+
+
+def idle_replicas(ctx: Context) -> Recommendation | None:
+    """Replicas kept warm through long spells without a single request. With the activator
+    installed, 0 would cost nothing then, the first request after each spell waiting one
+    (measured) cold start; whether the objective allows that is for the replay to say."""
+    s = ctx.settings
+    cold = ctx.history.cold_start_seconds
+    if not ctx.zero_available or s.min_replicas == 0 or ctx.objective.seconds is None:
+        return None
+    if cold is None:
+        return None  # what waking costs is unmeasured: no advice to pay it
+    longest = max(IDLE_SPELL_SECONDS, s.scale_down_delay_seconds + 600)
+    idle = [r is not None and r == 0 for r in ctx.history.rps]
+    spells = [(b - a) * ctx.step for a, b in _episodes(idle) if (b - a) * ctx.step >= longest]
+    share = sum(spells) / (len(idle) * ctx.step) if idle else 0.0
+    if not spells or share < 0.25:
+        return None
+    typical = statistics.median(spells)
+    if cold > COLD_SHARE_OF_SPELL * typical:
+        return None
+    return Recommendation(
+        setting="min_replicas",
+        current=s.min_replicas,
+        recommended=0,
+        reason="IdleReplicas",
+        message=(
+            f"{len(spells)} spells without a request, {about(typical)} each (median), "
+            f"{share * 100:.0f}% of the time, while {s.min_replicas} "
+            f"replica{'s' if s.min_replicas > 1 else ''} stayed warm. A cold start takes "
+            f"{about(cold)}: allow minReplicas 0 (the activator holds the first request "
+            "after each spell while a replica starts)."
+        ),
+        evidence={
+            "idleSpells": len(spells),
+            "idleSpellMedianSeconds": round(typical),
+            "idleShare": round(share, 2),
+            "coldStartSeconds": round(cold, 1),
+        },
+        confidence=round(min(0.9, 0.5 + share / 2), 2),
+    )
+
+
+def cold_starts_from_zero(ctx: Context) -> Recommendation | None:
+    """A model at minReplicas 0 woken again and again, each wake-up slow: keep one replica
+    (or, by PrematureScaleDown, wait longer before going to zero; the replay picks)."""
+    s = ctx.settings
+    if s.min_replicas != 0:
+        return None
+    wakes = [
+        i
+        for i in range(1, len(ctx.replicas))
+        if ctx.replicas[i - 1] == 0 and (ctx.replicas[i] or 0) > 0
+    ]
+    slow = [
+        i for i in wakes if any(ctx.degraded(j) for j in range(i, min(i + 2, len(ctx.replicas))))
+    ]
+    hours = len(ctx.history.times) * ctx.step / 3600
+    if len(slow) < 3 or len(slow) / hours < 0.5:
+        return None
+    zero = [r == 0 for r in ctx.replicas]
+    gaps = [(b - a) * ctx.step for a, b in _episodes(zero)]
+    return Recommendation(
+        setting="min_replicas",
+        current=0,
+        recommended=1,
+        reason="ColdStartsFromZero",
+        message=(
+            f"Woken from zero {len(wakes)} times in {hours:.1f}h, {len(slow)} of them with "
+            f"latency over the objective while the replica started; the spells at zero lasted "
+            f"{about(statistics.median(gaps)) if gaps else 'unknown'} (median). Keep 1 replica "
+            "warm, or wait longer before scaling to zero."
+        ),
+        evidence={
+            "wakeUps": len(wakes),
+            "slowWakeUps": len(slow),
+            "zeroSpellsSeconds": [round(g) for g in gaps[:10]],
+        },
+        confidence=round(min(0.9, 0.5 + 0.1 * len(slow)), 2),
+    )
+
+
 RULES: tuple[tuple[Reason, Callable[[Context], Recommendation | None]], ...] = (
     ("Thrash", thrash),
     ("CapacityExhausted", capacity_exhausted),
@@ -516,4 +605,6 @@ RULES: tuple[tuple[Reason, Callable[[Context], Recommendation | None]], ...] = (
     ("PrematureScaleDown", premature_scale_down),
     ("AsyncBacklog", async_backlog),
     ("OverProvisioned", over_provisioned),
+    ("IdleReplicas", idle_replicas),
+    ("ColdStartsFromZero", cold_starts_from_zero),
 )

@@ -11,4 +11,9 @@ MODEL_LABEL = "modelpilot.dev/model-deployment"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "modelpilot"
 
+# Set by the activator on a ModelDeployment when it starts holding requests for it (the
+# time, RFC 3339): the operator's scaler wakes the model at once.
+ACTIVATION_ANNOTATION = "modelpilot.dev/activation-requested"
+ACTIVATOR_APP = "modelpilot-activator"  # app.kubernetes.io/name of the activator's pods
+
 Key = tuple[str, str]  # (namespace, ModelDeployment name): how every loop and index keys a model

@@ -47,6 +47,9 @@ class AutoscalingSpec(ApiModel):
     target_utilization_percentage: int = Field(70, ge=1, le=100)
     autoscaling_window_seconds: int = Field(60, ge=10, le=3600)
     scale_down_delay_seconds: int = Field(900, ge=0, le=86400)
+    # With min_replicas 0: how long, and how many, requests the activator holds per model.
+    activation_timeout_seconds: int = Field(600, ge=1, le=3600)
+    activation_queue_size: int = Field(1000, ge=1, le=100000)
 
 
 # Which latency an objective is about: request to last byte, to the first streamed token,

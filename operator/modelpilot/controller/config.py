@@ -31,6 +31,15 @@ class OperatorConfig(BaseModel):
     advisor_processes: int = Field(
         0, ge=0, description="Worker processes that judge models (0: the operator's own)."
     )
+    activator_namespace: str | None = Field(
+        None, description="Where the activator's pods run (None: no scale to zero)."
+    )
+    activator_ports: str = Field("20000-29999", description="FIRST-LAST: models' activator ports.")
     scrape_interval_seconds: int = Field(
         15, ge=1, description="Prometheus' scrape interval for the meters (sizes rate windows)."
     )
+
+    @property
+    def activator_port_range(self) -> tuple[int, int]:
+        first, _, last = self.activator_ports.partition("-")
+        return int(first), int(last or first)

@@ -5,6 +5,7 @@ by the operator's own lean watch (`pod_watch`); nothing here lists objects on a 
 """
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,20 +15,33 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client import REGISTRY
 from urllib3.util.retry import Retry
 
+from modelpilot.activator.routing import Activators
 from modelpilot.advisor import source
-from modelpilot.api import GROUP, MANAGED_BY, MANAGED_BY_LABEL, MODEL_LABEL, PLURAL, VERSION, Key
+from modelpilot.api import (
+    ACTIVATION_ANNOTATION,
+    ACTIVATOR_APP,
+    GROUP,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MODEL_LABEL,
+    PLURAL,
+    VERSION,
+    Key,
+)
 from modelpilot.api.spec import ModelDeploymentSpec
+from modelpilot.controller.activator_router import ActivatorRouter
 from modelpilot.controller.advisor_loop import AdvisorLoop
 from modelpilot.controller.config import OperatorConfig
 from modelpilot.controller.gpu_loop import GpuLoop
 from modelpilot.controller.kopf_session import bounded, connection_limit
 from modelpilot.controller.kube import Kube, load_api_client, unreachable, use_api_threads
 from modelpilot.controller.metrics import StatusCollector
-from modelpilot.controller.pod_watch import PodWatch
+from modelpilot.controller.pod_watch import ListWatch, PodWatch
 from modelpilot.controller.refs import DeploymentRef, Indexes, ModelRef
 from modelpilot.controller.scaler_loop import ScalerLoop
 from modelpilot.controller.status_worker import StatusWorker
 from modelpilot.controller.workload import Outcome, Refused, WorkloadApplier
+from modelpilot.times import parse_time
 from modelpilot.workload.validate import validate
 
 MD = (GROUP, VERSION, PLURAL)
@@ -39,6 +53,7 @@ REGISTRY.register(STATUS_METRICS)
 # The advisor's history queries are its heaviest (seconds for hundreds of models).
 ADVISOR_DEADLINE = 60.0
 LIST_CHUNK = 500
+ACTIVATION_FRESH_SECONDS = 30.0
 
 
 def _key(namespace: str | None, name: str) -> Key:
@@ -91,17 +106,33 @@ async def startup(
     kube = Kube(load_api_client(pool_size=config.status_concurrency * 2), manager=memo.identity)
     memo.kube = kube
     memo.applier = WorkloadApplier(kube, config.meter_image)
-    pod_watch = PodWatch(
-        lambda: kopf.login_via_client(settings=settings, logger=logger),
-        config.namespaces,
-        lambda key: memo.worker.wake(key),
-    )
+
+    def login() -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(settings=settings, logger=logger)
+
+    def pods_changed(key: Key) -> None:
+        memo.worker.wake(key)
+        memo.router.wake(key)
+
+    pod_watch = PodWatch(login, config.namespaces, pods_changed)
     memo.pod_watch_task = asyncio.create_task(pod_watch.run(), name="pod-watch")
     indexes = Indexes(
         model_index, pod_watch.pods, deployments, kwargs["deployment_hpas"], pod_watch.listed
     )
     memo.worker = StatusWorker(kube, indexes, config)
     memo.worker_task = asyncio.create_task(memo.worker.run(), name="status-worker")
+    activators = ListWatch(
+        login,
+        [config.activator_namespace] if config.activator_namespace else [],
+        lambda key: memo.router.wake(key),
+        Activators,
+        "/api/v1/{}pods",
+        f"app.kubernetes.io/name={ACTIVATOR_APP}",
+    )
+    memo.router = ActivatorRouter(kube, indexes, memo.worker, config, activators.index)
+    memo.router_task = asyncio.create_task(memo.router.run(), name="activator-router")
+    if config.activator_namespace:
+        memo.activators_task = asyncio.create_task(activators.run(), name="activator-watch")
 
     def prometheus(deadline: float) -> PrometheusConnect | None:
         """A client whose every query fails after `deadline` seconds, without retries: a
@@ -119,6 +150,7 @@ async def startup(
     memo.scaler = ScalerLoop(
         kube, prometheus(config.scaler_interval / 2), memo.worker, indexes, config.scaler_interval
     )
+    memo.scaler.scale_to_zero = bool(config.activator_namespace)
     memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
     memo.advisor = AdvisorLoop(
         kube,
@@ -142,7 +174,8 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("pod_watch_task", "worker_task", "scaler_task", "advisor_task", "gpu_task"):
+    tasks = ("pod_watch_task", "worker_task", "scaler_task", "advisor_task", "gpu_task")
+    for name in (*tasks, "router_task", "activators_task"):
         if task := getattr(memo, name, None):
             task.cancel()
 
@@ -276,6 +309,24 @@ async def _put_back(kind: str, key: Key, memo: kopf.Memo, logger: kopf.Logger) -
             f"{kind} {model} was deleted or changed outside ModelPilot and has been put back; "
             "change the ModelDeployment instead",
         )
+
+
+@kopf.on.event(*MD)
+async def model_event(
+    type: str, namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    """Routing follows the spec and status (minReplicas in force); a fresh stamp from the
+    activator wakes the model at once."""
+    key = _key(namespace, name)
+    memo.router.wake(key)
+    stamp = (meta.get("annotations") or {}).get(ACTIVATION_ANNOTATION)
+    seen = memo.setdefault("activations", {})
+    if type != "DELETED" and stamp and seen.get(key) != stamp:
+        seen[key] = stamp
+        at = parse_time(stamp)
+        # Stamps from before a restart (or a skewed clock) are not demand now.
+        if at is not None and abs(time.time() - at.timestamp()) <= ACTIVATION_FRESH_SECONDS:
+            memo.scaler.activate(key)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)

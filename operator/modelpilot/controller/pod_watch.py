@@ -1,4 +1,5 @@
-"""The model pods, listed in pages and then watched: the operator's pod index.
+"""A collection listed in pages and then watched, kept in a small index: the operator's
+pod index (`PodWatch`), and the activator's models and pods.
 
 kopf gives every watched object a worker task, a deep copy of its body and a queue that
 holds every listed body until its worker has run: at 10,000 pods that was most of the
@@ -12,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -36,16 +37,36 @@ class Unauthorized(Exception):
     """Credentials expired (a rotated ServiceAccount token): log in again."""
 
 
-class PodWatch:
+class Index(Protocol):
+    """What a watch keeps: built from watch events and whole lists (pure, no I/O)."""
+
+    def __init__(self) -> None: ...
+
+    def apply(self, event: str, body: dict[str, Any]) -> set[Key]:
+        """One watch event: the models it changed."""
+
+    def replace(self, namespace: str | None, fresh: Self) -> set[Key]:
+        """A new list of `namespace` (None: all) replaces what was known there."""
+
+
+IndexT = TypeVar("IndexT", bound=Index)
+
+
+class ListWatch(Generic[IndexT]):
     def __init__(
         self,
         login: Callable[[], kopf.ConnectionInfo | None],
         namespaces: list[str],
         on_change: Callable[[Key], None],
+        index: type[IndexT],
+        collection: str,  # e.g. "/api/v1/{}pods": "{}" takes "namespaces/NS/" or nothing
+        selector: str = "",
     ) -> None:
         self.login, self.on_change = login, on_change
         self.scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
-        self.pods = PodIndex()
+        self.index_type, self.collection, self.selector = index, collection, selector
+        self.index = index()
+        self.what = collection.rsplit("}", 1)[-1]  # how the log names it: "pods"
         self.listed = asyncio.Event()  # every scope listed once: the index is whole
         self._listed: set[str | None] = set()
         self._server = ""
@@ -73,23 +94,23 @@ class PodWatch:
                 failures += 1
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
                 where = namespace or "all namespaces"
-                log.warning("pod watch (%s): %s: %s", where, type(exc).__name__, exc)
+                log.warning("%s watch (%s): %s: %s", self.what, where, type(exc).__name__, exc)
                 failures += 1
             except Exception:  # a bug: said with its traceback; the watch must go on
-                log.exception("pod watch (%s) failed", namespace or "all namespaces")
+                log.exception("%s watch (%s) failed", self.what, namespace or "all namespaces")
                 failures += 1
             if failures:
                 await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
 
     async def _list(self, namespace: str | None) -> str:
-        fresh = PodIndex()
-        params = {"labelSelector": MODEL_LABEL, "limit": str(PAGE)}
+        fresh = self.index_type()
+        params = {"labelSelector": self.selector, "limit": str(PAGE)}
         while True:
             meta = self._index_page(await self._get_json(namespace, params), fresh)
             if not meta.get("continue"):
                 break
             params["continue"] = meta["continue"]
-        for key in self.pods.replace(namespace, fresh):
+        for key in self.index.replace(namespace, fresh):
             self.on_change(key)
         self._listed.add(namespace)
         if len(self._listed) == len(self.scopes):
@@ -97,8 +118,8 @@ class PodWatch:
         return str(meta.get("resourceVersion") or "")
 
     @staticmethod
-    def _index_page(page: dict[str, Any], fresh: PodIndex) -> dict[str, Any]:
-        """Index a page's pods; its metadata. The page is let go before the next is read:
+    def _index_page(page: dict[str, Any], fresh: Index) -> dict[str, Any]:
+        """Index a page's objects; its metadata. The page is let go before the next is read:
         parsed, a page of pod bodies costs tens of times its size on the wire."""
         for body in page.get("items") or []:
             fresh.apply("ADDED", body)
@@ -108,7 +129,7 @@ class PodWatch:
     async def _watch(self, namespace: str | None, version: str) -> str:
         """Events from `version` until the server ends the stream: the last version seen."""
         params = {
-            "labelSelector": MODEL_LABEL,
+            "labelSelector": self.selector,
             "watch": "1",
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
@@ -126,7 +147,7 @@ class PodWatch:
                     raise ValueError(f"watch error {body.get('code')}: {body.get('reason')}")
                 version = (body.get("metadata") or {}).get("resourceVersion") or version
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    for key in self.pods.apply(kind, body):
+                    for key in self.index.apply(kind, body):
                         self.on_change(key)
         return version
 
@@ -147,7 +168,7 @@ class PodWatch:
             raise ValueError(f"the API server answered {status}")
 
     def _url(self, namespace: str | None, params: dict[str, str]) -> str:
-        where = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        where = self.collection.format(f"namespaces/{namespace}/" if namespace else "")
         return f"{self._server}{where}?{urlencode(params)}"
 
     async def _connect(self) -> aiohttp.ClientSession:
@@ -164,6 +185,22 @@ class PodWatch:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class PodWatch(ListWatch[PodIndex]):
+    """The model pods (those with the model label), by model."""
+
+    def __init__(
+        self,
+        login: Callable[[], kopf.ConnectionInfo | None],
+        namespaces: list[str],
+        on_change: Callable[[Key], None],
+    ) -> None:
+        super().__init__(login, namespaces, on_change, PodIndex, "/api/v1/{}pods", MODEL_LABEL)
+
+    @property
+    def pods(self) -> PodIndex:
+        return self.index
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:

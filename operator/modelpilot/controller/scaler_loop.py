@@ -24,6 +24,9 @@ from modelpilot.settings import settings_in_force
 class ScalerLoop(Loop):
     states: dict[Key, ScalerState] = field(default_factory=dict)  # per model, between ticks
     queries: int = 0  # Prometheus queries made (the benchmark reads this)
+    scale_to_zero: bool = False  # an activator is installed (--activator-namespace)
+    demand: Demand | NoSignal = field(default_factory=lambda: NoSignal("no scaler tick yet"))
+    _activations: set["asyncio.Task[None]"] = field(default_factory=set)
 
     what = "scaler tick"
 
@@ -44,12 +47,13 @@ class ScalerLoop(Loop):
 
     async def tick(self) -> None:
         models = {
-            key: (model, settings_in_force(spec, model.status))
+            key: (model, self._bounded(key, settings_in_force(spec, model.status)))
             for key, (model, spec) in valid_models(self.indexes.models).items()
         }
         if not models:
             return
         demand = await self.fetch({s.autoscaling_window_seconds for _, s in models.values()})
+        self.demand = demand
         await asyncio.gather(
             *(
                 self.isolated.run(key, self._scale(key, model, settings, demand))
@@ -57,12 +61,33 @@ class ScalerLoop(Loop):
             )
         )
 
+    def activate(self, key: Key) -> None:
+        """The activator holds requests for this model: its scaling step now, not at the
+        next tick (a task: called from kopf's event handler)."""
+        found = valid_models(self.indexes.models).get(key)
+        if found is None:
+            return
+        model, spec = found
+        settings = self._bounded(key, settings_in_force(spec, model.status))
+        task = asyncio.create_task(
+            self.isolated.run(key, self._scale(key, model, settings, self.demand, requested=True))
+        )
+        self._activations.add(task)
+        task.add_done_callback(self._activations.discard)
+
+    def _bounded(self, key: Key, settings: AutoscalingSpec) -> AutoscalingSpec:
+        """minReplicas 0 only where the activator can hold the requests."""
+        if settings.min_replicas == 0 and not self.scale_to_zero:
+            return settings.model_copy(update={"min_replicas": 1})
+        return settings
+
     async def _scale(
         self,
         key: Key,
         model: ModelRef,
         settings: AutoscalingSpec,
         demand: Demand | NoSignal,
+        requested: bool = False,
     ) -> None:
         deployment: DeploymentRef | None = first(self.indexes.deployments.get(key))
         if deployment is None:
@@ -77,6 +102,7 @@ class ScalerLoop(Loop):
             self.states.get(key),
             status.get("autoscaling") or {},
             datetime.now(UTC),
+            requested,
         )
         if step.state is None:
             self.states.pop(key, None)
@@ -86,4 +112,6 @@ class ScalerLoop(Loop):
             await self.kube.scale(key[0], deployment.name, step.replicas)
         if step.event is not None:
             await self.kube.post_event(model.involved, "Normal", *step.event)
-        self.worker.contribute(key, {"autoscaling": step.section}, (step.condition,))
+        # Scale to zero is possible (the advisor reads this to advise minReplicas 0).
+        section = {**step.section, "scaleToZero": True if self.scale_to_zero else None}
+        self.worker.contribute(key, {"autoscaling": section}, (step.condition,))

@@ -29,6 +29,7 @@ from modelpilot.observer.summary import (
     find_trouble,
     make_condition,
 )
+from modelpilot.settings import settings_in_force
 
 log = logging.getLogger(__name__)
 OWN_CONDITIONS = ("Ready", "Progressing", "Degraded")
@@ -75,6 +76,7 @@ class StatusWorker:
         # hand them here so that one writer merges everything and nothing races.
         self.sections: dict[Key, dict[str, Any]] = {}
         self.extra_conditions: dict[Key, dict[str, Condition]] = {}
+        self.withdrawn: dict[Key, set[str]] = {}  # contributed condition types taken back
         self.writes = 0
         self._dirty: set[Key] = set()
         self._wakeup = asyncio.Event()
@@ -111,7 +113,16 @@ class StatusWorker:
         mine = self.extra_conditions.setdefault(key, {})
         for c in conditions:
             mine[c.type] = make_condition(c, before, now, generation)
+            self.withdrawn.get(key, set()).discard(c.type)
         self.wake(key)
+
+    def withdraw(self, key: Key, condition_type: str) -> None:
+        """Remove a contributed condition from status (its component no longer has a say)."""
+        if (self.extra_conditions.get(key) or {}).pop(condition_type, None) is not None or any(
+            c.get("type") == condition_type for c in self.status_of(key).get("conditions", [])
+        ):
+            self.withdrawn.setdefault(key, set()).add(condition_type)
+            self.wake(key)
 
     def refuse(self, key: Key, generation: int, message: str) -> None:
         self.refused[key] = (generation, message)
@@ -160,6 +171,7 @@ class StatusWorker:
             self.refused,
             self.sections,
             self.extra_conditions,
+            self.withdrawn,
         ):
             memory.pop(key, None)
 
@@ -208,12 +220,16 @@ class StatusWorker:
             now=now,
             generation=generation,
             limits=self.config.thresholds,
+            wakes_on_demand=self._wakes_on_demand(model, baseline),
         )
         contributed = self.extra_conditions.get(key, {})
+        withdrawn = self.withdrawn.get(key, set())
         others = [
             c
             for c in model.status.get("conditions", [])
-            if c.get("type") not in OWN_CONDITIONS and c.get("type") not in contributed
+            if c.get("type") not in OWN_CONDITIONS
+            and c.get("type") not in contributed
+            and c.get("type") not in withdrawn
         ]
         status: dict[str, Any] = {
             "ready": f"{replicas.active}/{replicas.desired}",
@@ -240,6 +256,14 @@ class StatusWorker:
         self.restarts[key] = restarts
         self.cold_starts[key] = starts
         await self._post_events(model, new, before, ours)
+
+    def _wakes_on_demand(self, model: ModelRef, status: Mapping[str, Any]) -> bool:
+        spec = model.validated[0]
+        return (
+            bool(self.config.activator_namespace)
+            and spec is not None
+            and settings_in_force(spec, status).min_replicas == 0
+        )
 
     async def _post_events(
         self,

@@ -36,11 +36,13 @@ from modelpilot.demo.view import (
     render,
     settings_line,
 )
+from modelpilot.demo.zero import MANIFEST as ZERO_MANIFEST
+from modelpilot.demo.zero import ZeroModel, start_activator
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.controlplane import REPO_ROOT, ClusterState
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.runtime import LocalRuntime, local_address
-from modelpilot.devcluster.servers import SAMPLE_MODEL, OperatorProcess
+from modelpilot.devcluster.servers import SAMPLE_MODEL, ActivatorProcess, OperatorProcess
 from modelpilot.times import clock
 from modelpilot.times import milliseconds as ms
 
@@ -229,7 +231,7 @@ class Demo:
         state = controlplane.up(self.s.state_dir, controllers=True)
         kubectl(state, "apply", "-k", str(REPO_ROOT / "crds"))
         kubectl(state, "wait", "--for=condition=Established", "crd/modeldeployments.modelpilot.dev")
-        for name in ("namespace.yaml", "rbac.yaml"):
+        for name in ("namespace.yaml", "rbac.yaml", "activator/rbac.yaml"):
             kubectl(state, "apply", "-f", str(REPO_ROOT / "manifests" / name))
         kubectl(state, "create", "namespace", NAMESPACE)
         return state
@@ -379,6 +381,7 @@ def run(settings: Settings) -> int:
     demo = Demo(settings, model)
     runtime: LocalRuntime | None = None
     operator: OperatorProcess | None = None
+    activator: ActivatorProcess | None = None
     state: ClusterState | None = None
     ok = False
     started = time.monotonic()
@@ -402,8 +405,10 @@ def run(settings: Settings) -> int:
             meter_image=METER_IMAGE,
             scaler_interval=2,
             resync_seconds=5,
+            activator_namespace=controlplane.OPERATOR_NAMESPACE,
             **ADVISOR,
         )
+        activator = start_activator(state, api, demo.logs)
         host_port = operator.metrics_url.split("//", 1)[1].split("/", 1)[0]
         (state.prometheus_targets_dir / "operator.json").write_text(
             json.dumps([{"targets": [host_port], "labels": {"job": "modelpilot-operator"}}])
@@ -412,8 +417,10 @@ def run(settings: Settings) -> int:
             f"operator running (log: {operator.log}); applying {MANIFEST.relative_to(REPO_ROOT)}"
         )
         kubectl(state, "apply", "-n", NAMESPACE, "-f", str(MANIFEST))
+        kubectl(state, "apply", "-n", NAMESPACE, "-f", str(ZERO_MANIFEST))
         asyncio.run(demo.watch(state, api))
-        ok = demo.report()
+        woke = asyncio.run(ZeroModel(api, NAMESPACE, demo.out_print).wake(activator))
+        ok = demo.report() and woke
         if not ok:
             print(
                 fit(
@@ -430,9 +437,10 @@ def run(settings: Settings) -> int:
     finally:
         if runtime is not None:
             runtime.stop()
-        if operator is not None:
-            with contextlib.suppress(Exception):
-                operator.stop()
+        for process in (operator, activator):
+            if process is not None:
+                with contextlib.suppress(Exception):
+                    process.stop()
         if state is not None and not settings.keep_cluster:
             controlplane.down(settings.state_dir)
         if settings.keep_cluster:

@@ -30,6 +30,8 @@ OPERATOR_GROUPS = (
     f"system:serviceaccounts:{OPERATOR_NAMESPACE}",
     "system:authenticated",
 )
+ACTIVATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:modelpilot-activator"
+ACTIVATOR_GROUPS = OPERATOR_GROUPS
 
 # Preferred loopback ports; any free port is used instead when one is taken.
 PREFERRED_PORTS = {"etcd": 12379, "etcd-peer": 12380, "apiserver": 16443, "prometheus": 19090}
@@ -47,6 +49,7 @@ class ClusterState(BaseModel):
     prometheus_url: str
     admin_token: str
     operator_token: str
+    activator_token: str = ""  # empty in a state file from before the activator
     pids: dict[str, int]
 
     @property
@@ -56,6 +59,10 @@ class ClusterState(BaseModel):
     @property
     def operator_kubeconfig(self) -> Path:
         return self.state_dir / "operator.kubeconfig"
+
+    @property
+    def activator_kubeconfig(self) -> Path:
+        return self.state_dir / "activator.kubeconfig"
 
     @property
     def ca_file(self) -> Path:
@@ -86,7 +93,10 @@ def load_state(state_dir: Path = DEFAULT_STATE_DIR) -> ClusterState | None:
 
 
 def is_healthy(state: ClusterState) -> bool:
-    """All recorded processes alive and the API server answering /readyz."""
+    """All recorded processes alive and the API server answering /readyz (and the state
+    as this version writes it)."""
+    if not state.activator_token:
+        return False
     if not all(is_running(pid, _EXES[name]) for name, pid in state.pids.items()):
         return False
     return _apiserver_ready(state)
@@ -173,12 +183,14 @@ def up(
         prometheus_url=f"http://127.0.0.1:{ports['prometheus']}",
         admin_token=secrets.token_hex(16),
         operator_token=secrets.token_hex(16),
+        activator_token=secrets.token_hex(16),
         pids={},
     )
     tokens = state_dir / "tokens.csv"
     tokens.write_text(
         f"{state.admin_token},admin,admin,system:masters\n"
         f'{state.operator_token},{OPERATOR_USER},modelpilot-operator,"{",".join(OPERATOR_GROUPS)}"\n'
+        f'{state.activator_token},{ACTIVATOR_USER},modelpilot-activator,"{",".join(ACTIVATOR_GROUPS)}"\n'
     )
     tokens.chmod(0o600)
 
@@ -259,7 +271,10 @@ def up(
     state.operator_kubeconfig.write_text(
         _kubeconfig(state, OPERATOR_SERVICE_ACCOUNT, state.operator_token)
     )
-    for path in (state.kubeconfig, state.operator_kubeconfig):
+    state.activator_kubeconfig.write_text(
+        _kubeconfig(state, "modelpilot-activator", state.activator_token)
+    )
+    for path in (state.kubeconfig, state.operator_kubeconfig, state.activator_kubeconfig):
         path.chmod(0o600)
     if controllers:
         try:

@@ -121,8 +121,10 @@ class FakeKubelet:
         containers: list[ContainerState] | None = None,
         phase: str = "Running",
         reason: str | None = None,
+        pod_ip: str = "127.0.0.1",
     ) -> client.V1Pod:
-        """Write pod status: `ready` None leaves the Ready condition out entirely."""
+        """Write pod status: `ready` None leaves the Ready condition out entirely. The pod
+        IP is any loopback address a test serves the pod's ports on."""
         conditions: list[dict[str, Any]] = [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_text()}
         ]
@@ -140,7 +142,7 @@ class FakeKubelet:
             "phase": phase,
             "conditions": conditions,
             "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
+            "podIP": pod_ip,
             "startTime": now_text(),
             "containerStatuses": [_container_status(s, IMAGE) for s in states],
         }

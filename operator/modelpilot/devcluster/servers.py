@@ -42,6 +42,24 @@ def flags(**options: object) -> list[str]:
     return out
 
 
+Scraped = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Scraped:
+    """A /metrics page: (name, labels) -> value."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(_get(url)[1])
+        for s in family.samples
+    }
+
+
+def value(scraped: Scraped, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in scraped.items() if n == name and wanted <= ls)
+
+
 class Process:
     def __init__(
         self,
@@ -113,6 +131,35 @@ class OperatorProcess(Process):
         return json.loads(body) if status == 200 else {}
 
 
+class ActivatorProcess(Process):
+    """`modelpilot activator` on loopback address `host` (an activator pod's IP in the
+    tests), ready once both its watches have listed."""
+
+    def __init__(self, log: Path, kubeconfig: Path, host: str, **options: object) -> None:
+        metrics_port = pick_port()
+        self.host = host
+        self.metrics_url = f"http://{host}:{metrics_port}/metrics"
+        args = [
+            sys.executable,
+            "-m",
+            "modelpilot",
+            "activator",
+            f"--host={host}",
+            f"--metrics-address={host}:{metrics_port}",
+            *flags(**options),
+        ]
+        super().__init__(
+            args,
+            log,
+            f"http://{host}:{metrics_port}/readyz",
+            env={"KUBECONFIG": str(kubeconfig)},
+            timeout=30,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        return value(scrape(self.metrics_url), name, **labels)
+
+
 class FakeModelProcess(Process):
     def __init__(self, workdir: Path, port: int | None = None, **options: object) -> None:
         self.port = port or pick_port()  # a port: start again where a killed one listened
@@ -148,14 +195,7 @@ class MeterProcess(Process):
         return _get(f"{self.admin}/readyz")[0]
 
     def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        text = _get(f"{self.admin}/metrics")[1]
-        return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
+        return scrape(f"{self.admin}/metrics")
 
     def value(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= ls)
+        return value(self.scrape(), name, **labels)

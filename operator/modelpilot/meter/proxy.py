@@ -40,6 +40,24 @@ HOP_BY_HOP = frozenset(
     }
 )
 RESERVED_PREFIX = "/_modelpilot/"
+# Set by the activator on a request it held while the model scaled from zero: the seconds it
+# waited, counted in this request's end-to-end time (and time to first byte or token) as
+# the client lived them. Bounded by the longest activation timeout.
+HELD_HEADER = "X-ModelPilot-Held-Seconds"
+MAX_HELD_SECONDS = 3600.0
+
+
+def held_seconds(value: str | None) -> float:
+    """HELD_HEADER's value; 0 when absent or not a number in [0, MAX_HELD_SECONDS]."""
+    if not value:
+        return 0.0
+    try:
+        held = float(value)
+    except ValueError:
+        return 0.0
+    return held if 0 <= held <= MAX_HELD_SECONDS else 0.0
+
+
 # Also not sent upstream: the meter frames the body itself, and it already answered the
 # client's Expect (aiohttp sends 100 Continue before the handler reads the body).
 NOT_UPSTREAM = HOP_BY_HOP | {"content-length", "expect"}
@@ -134,7 +152,8 @@ class Proxy:
         counted = request.path not in self.passthrough
         if counted and self.jobs.enabled and wants_async(request.headers.get("Prefer", "")):
             return await self.jobs.accept(request, forward_headers(request.headers, request.remote))
-        exchange = Exchange(start=time.monotonic(), counted=counted)
+        held = held_seconds(request.headers.get(HELD_HEADER))
+        exchange = Exchange(start=time.monotonic() - held, counted=counted)
         try:
             return await self._forward(request, exchange)
         finally:

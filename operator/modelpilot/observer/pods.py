@@ -28,6 +28,7 @@ class PodInfo:
     ready: str | None = None  # the Ready condition's status; None when there is none
     ready_since: str | None = None  # its lastTransitionTime
     deleting_since: str | None = None  # metadata.deletionTimestamp
+    ip: str | None = None  # status.podIP (the activator sends held requests there)
     containers: tuple[ContainerInfo, ...] = ()
 
     @property
@@ -60,5 +61,6 @@ class PodInfo:
             ready=ready.get("status") if ready else None,
             ready_since=ready.get("lastTransitionTime") if ready else None,
             deleting_since=meta.get("deletionTimestamp"),
+            ip=status.get("podIP"),
             containers=tuple(containers),
         )

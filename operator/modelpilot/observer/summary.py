@@ -118,6 +118,7 @@ def conditions(
     now: datetime,
     generation: int | None,
     limits: Thresholds,
+    wakes_on_demand: bool = False,  # minReplicas 0 with the activator in front
 ) -> list[Condition]:
     def make(type_: str, status: ConditionStatus, reason: str, message: str) -> Condition:
         update = ConditionUpdate(type=type_, status=status, reason=reason, message=message)
@@ -134,6 +135,13 @@ def conditions(
             "True",
             "Serving",
             f"{replicas.active} of {_n(replicas.desired, 'replica')} active",
+        )
+    elif replicas.desired == 0 and wakes_on_demand:
+        ready = make(
+            "Ready",
+            "True",
+            "ScaledToZero",
+            "no replicas run: the activator holds the next request and starts one",
         )
     elif replicas.desired == 0:
         ready = make("Ready", "False", "ScaledToZero", "no replicas are desired")

@@ -90,10 +90,12 @@ def scale_step(
     state: ScalerState | None,
     autoscaling: Mapping[str, Any],
     now: datetime,
+    requested: bool = False,
 ) -> ScaleStep:
     """`serving`: names of this model's Ready pods; `hpa`: the HorizontalPodAutoscaler
     that scales this Deployment, if any; `state`: what the last step remembered (None
-    after a restart: then status.autoscaling, `autoscaling`, says)."""
+    after a restart: then status.autoscaling, `autoscaling`, says); `requested`: the
+    activator holds requests for this model now."""
     effective = settings.wire()
     if hpa is not None:
         return ScaleStep(
@@ -110,6 +112,8 @@ def scale_step(
             ),
             None,
         )
+    if requested and deployment.replicas == 0 and hpa is None:
+        return _from_zero(settings, effective, now)
     if state is None:
         state = remembered(autoscaling, deployment.replicas)
     if state.replicas != deployment.replicas:  # e.g. kubectl scale
@@ -132,7 +136,16 @@ def scale_step(
     elif last := autoscaling.get("lastScaleTime"):
         section["lastScaleTime"] = last
     section["scaleDown"] = _scale_down(decision.state)
-    if isinstance(signal, NoSignal):
+    if decision.replicas == 0 and decision.action != "down":
+        since = section.get("lastScaleTime") or "the start"
+        condition = ConditionUpdate(
+            type="ScalingActive",
+            status="True",
+            reason="ScaledToZero",
+            message=f"no replicas since {since}: the activator holds the next request and "
+            "starts one",
+        )
+    elif isinstance(signal, NoSignal):
         condition = ConditionUpdate(
             type="ScalingActive",
             status="False",
@@ -149,4 +162,20 @@ def scale_step(
         section,
         condition,
         decision.state,
+    )
+
+
+def _from_zero(settings: AutoscalingSpec, effective: dict[str, Any], now: datetime) -> ScaleStep:
+    """Requests wait at the activator and nothing runs: one replica (or minReplicas) now,
+    without waiting for a scrape; the meters' concurrency takes over once it serves."""
+    target = min(max(1, settings.min_replicas), settings.max_replicas)
+    message = f"scaled up from 0 to {target}: requests are waiting at the activator"
+    return ScaleStep(
+        target,
+        ("ScaledFromZero", message),
+        {"effective": effective, "lastScaleTime": format_time(now), "scaleDown": None},
+        ConditionUpdate(
+            type="ScalingActive", status="True", reason="ScaledFromZero", message=message
+        ),
+        ScalerState(target, last_scale=now.timestamp()),
     )

@@ -67,11 +67,6 @@ def validate(
             f"spec.autoscaling.minReplicas ({scaling.min_replicas}) is greater than "
             f"spec.autoscaling.maxReplicas ({scaling.max_replicas})"
         )
-    if scaling.min_replicas == 0:
-        problems.append(
-            "spec.autoscaling.minReplicas 0 (scale to zero) is not supported: nothing holds "
-            "requests while no replica runs, so they would fail; use 1 or more"
-        )
 
     ports = {
         port.container_port: container.name

@@ -1,0 +1,116 @@
+"""The demo's scale-to-zero part: a second sample model that idles at 0 replicas, then a
+burst through its Service wakes it. The activator runs as a local process behind an
+activator pod the demo registers (the local runtime serves only the demo's namespace)."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from kubernetes import client
+
+from modelpilot.api import ACTIVATOR_APP, GROUP, PLURAL, VERSION
+from modelpilot.demo.traffic import CHAT
+from modelpilot.devcluster.controlplane import OPERATOR_NAMESPACE, REPO_ROOT, ClusterState
+from modelpilot.devcluster.kubelet import FakeKubelet
+from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.runtime import LOCAL_NETWORK, POD_NETWORK
+from modelpilot.devcluster.servers import ActivatorProcess
+from modelpilot.times import clock
+
+MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat-zero.yaml"
+ACTIVATOR_IP = "127.0.0.2"  # the activator pod's address (served on loopback)
+BURST = 12
+
+
+def start_activator(state: ClusterState, api: client.ApiClient, log_dir: Any) -> ActivatorProcess:
+    kubelet = FakeKubelet(api)
+    name = "modelpilot-activator-0"
+    kubelet.create_pod(OPERATOR_NAMESPACE, name, labels={"app.kubernetes.io/name": ACTIVATOR_APP})
+    activator = ActivatorProcess(
+        log_dir / "activator.log",
+        state.activator_kubeconfig,
+        ACTIVATOR_IP,
+        pod_network=f"{POD_NETWORK}={LOCAL_NETWORK}",
+    )
+    kubelet.set_status(OPERATOR_NAMESPACE, name, "True", pod_ip=ACTIVATOR_IP)
+    return activator
+
+
+class ZeroModel:
+    def __init__(self, api: client.ApiClient, namespace: str, say: Callable[[str], None]) -> None:
+        self.custom, self.apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+        self.namespace, self.name, self.say = namespace, "sample-chat-zero", say
+
+    def status(self) -> dict[str, Any]:
+        body = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name
+        )
+        return dict(body.get("status") or {})
+
+    def replicas(self) -> int:
+        return int(self.apps.read_namespaced_deployment(self.name, self.namespace).spec.replicas)
+
+    async def wake(self, activator: ActivatorProcess) -> bool:
+        """A burst at the model while it has no replica: True when every request got 200."""
+        status = await asyncio.to_thread(self.status)
+        activator_status = status.get("activator") or {}
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+        if activator_status.get("routing") != "Activator":
+            self.say(f"{self.name} is not routed through the activator: {activator_status}")
+            return False
+        port = activator_status["port"]
+        self.say(
+            f"\n== Scale to zero: {self.name} (minReplicas 0) has {status['replicas']['desired']} "
+            f"replicas; Ready={ready.get('status')} ({ready.get('reason')}); its Service sends "
+            f"traffic to the activator, port {port} =="
+        )
+        self.say(f"sending a burst of {BURST} chat requests through its Service...")
+        started = time.monotonic()
+        decided: float | None = None
+        async with aiohttp.ClientSession() as http:
+
+            async def ask() -> tuple[int, float]:
+                async with http.post(
+                    f"http://{ACTIVATOR_IP}:{port}/v1/chat/completions",
+                    data=CHAT,
+                    headers={"Content-Type": "application/json"},
+                ) as response:
+                    await response.read()
+                    return response.status, time.monotonic() - started
+
+            burst = asyncio.gather(*(ask() for _ in range(BURST)))
+            next_line = 0.0
+            while not burst.done():
+                now = time.monotonic() - started
+                if decided is None and await asyncio.to_thread(self.replicas) >= 1:
+                    decided = now
+                    self.say(
+                        f"[+{now:.2f}s] the scaler woke it: 0 -> 1 replica (Event ScaledFromZero)"
+                    )
+                if now >= next_line:
+                    held = await asyncio.to_thread(
+                        activator.value, "modelpilot_activator_requests_held"
+                    )
+                    replicas = (await asyncio.to_thread(self.status)).get("replicas") or {}
+                    self.say(
+                        f"[+{now:.0f}s] held at the activator: {held:.0f}; replicas starting "
+                        f"{replicas.get('starting', 0)}, active {replicas.get('active', 0)}"
+                    )
+                    next_line = now + 2
+                await asyncio.sleep(0.05)
+            answers = burst.result()
+        served = sum(1 for code, _ in answers if code == 200)
+        slowest = max(t for _, t in answers)
+        cold = ((await asyncio.to_thread(self.status)).get("coldStart") or {}).get("lastSeconds")
+        self.say(
+            f"{served}/{BURST} answered 200, the last after {slowest:.1f}s: the cold start "
+            f"(measured {cold if cold is not None else '?'} s, in status.coldStart)"
+        )
+        self.say("idle again: back to 0 once no demand held for scaleDownDelaySeconds (10 s)...")
+        gone = await asyncio.to_thread(wait_until, lambda: self.replicas() == 0, 90, 0.5)
+        if gone:
+            self.say(f"[{clock(time.monotonic() - started)}] scaled 1 -> 0: no replica, no GPU")
+        return served == BURST and decided is not None and gone

@@ -9,6 +9,7 @@ the kubelet (a pod created when the scaler asks for one, Ready once its server a
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,11 +20,11 @@ from kubernetes import client
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.devcluster.ports import pick_port
-from modelpilot.devcluster.servers import ActivatorProcess
+from modelpilot.devcluster.servers import ActivatorProcess, OperatorProcess
 from modelpilot.meter.proxy import HELD_HEADER
 
-from .conftest import ACTIVATOR_IPS, Exporter, until
-from .operator_helpers import Models, model_spec, pod_labels, replicas
+from .conftest import ACTIVATOR_IPS, DEDICATED_SHARD, SHARD_LABEL, Exporter, until
+from .operator_helpers import Models, equal, eventually, model_spec, pod_labels, replicas
 
 pytestmark = pytest.mark.usefixtures("operator", "activators")
 
@@ -68,6 +69,7 @@ def zero_spec(meter_port: int, **autoscaling: Any) -> dict[str, Any]:
         autoscaling={
             "minReplicas": 0,
             "maxReplicas": 2,
+            "targetUtilizationPercentage": 100,  # a replica per held request
             "autoscalingWindowSeconds": 10,
             "scaleDownDelaySeconds": 3,
             **autoscaling,
@@ -182,7 +184,9 @@ async def test_a_burst_during_a_cold_start_is_all_served_and_overflow_is_refused
             return response.status, response.headers.get("Retry-After", ""), await response.text()
 
     burst = [asyncio.create_task(post()) for _ in range(50)]
-    assert await until(lambda: replicas(admin_api, namespace, "burst") == 1, 5)
+    assert await until(lambda: replicas(admin_api, namespace, "burst") >= 1, 5)
+    # The activator's next stamp says 50 are waiting: as many replicas as allowed at once.
+    assert await until(lambda: replicas(admin_api, namespace, "burst") == 2, 5)
     status, retry_after, text = await post()  # the 51st: over the queue
     assert (status, retry_after) == (503, "5"), text
     assert "50 requests are already waiting" in text
@@ -235,10 +239,7 @@ async def test_an_activator_killed_during_a_hold_fails_its_clients_at_once_and_t
         ActivatorProcess, tmp_path / "doomed.log", cluster.activator_kubeconfig, "127.0.0.4"
     )
     try:
-        ok = await asyncio.to_thread(
-            lambda: _listening("127.0.0.4", port),
-        )
-        assert ok
+        assert await asyncio.to_thread(_listening, "127.0.0.4", port)
         held = asyncio.create_task(http.get(f"http://127.0.0.4:{port}/held"))
         assert await until(lambda: replicas(admin_api, namespace, "failover") == 1, 5)
         await asyncio.to_thread(doomed.kill)
@@ -248,6 +249,20 @@ async def test_an_activator_killed_during_a_hold_fails_its_clients_at_once_and_t
         assert time.monotonic() - killed < 1.0  # an error at once, not a hang
     finally:
         doomed.stop()
+    # Stopped cleanly (SIGTERM: a rollout or a drain), it answers what it holds at once with
+    # 503 + Retry-After, so clients retry through the other replica.
+    stopping = await asyncio.to_thread(
+        ActivatorProcess, tmp_path / "stopping.log", cluster.activator_kubeconfig, "127.0.0.4"
+    )
+    assert await asyncio.to_thread(_listening, "127.0.0.4", port)
+    held = asyncio.create_task(http.get(f"http://127.0.0.4:{port}/held"))
+    await asyncio.sleep(0.3)
+    stopped = time.monotonic()
+    await asyncio.to_thread(stopping.stop)
+    response = await held
+    assert (response.status, response.headers["Retry-After"]) == (503, "1")
+    assert time.monotonic() - stopped < 3.0
+    assert "shutting down" in await response.text()
     survivor = asyncio.create_task(http.get(f"http://{ACTIVATOR_IPS[0]}:{port}/again"))
     await asyncio.sleep(0.2)
     await start_replica(kubelet, namespace, "failover-0")
@@ -265,3 +280,41 @@ def _listening(host: str, port: int, seconds: float = 10) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def test_without_the_activator_min_zero_is_held_at_one_and_status_says_why(
+    admin_api: client.ApiClient,
+    namespace: str,
+    cluster: controlplane.ClusterState,
+    kubeconfigs: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """An operator run without --activator-namespace: nothing could hold the requests of a
+    model at zero, so it keeps one replica and says what to install."""
+    models = Models(admin_api, namespace)
+    models.create("alone", zero_spec(8099), labels={SHARD_LABEL: DEDICATED_SHARD})
+    operator = OperatorProcess(
+        tmp_path / "operator.log",
+        kubeconfigs[1],
+        namespace=namespace,
+        selector=f"{SHARD_LABEL}={DEDICATED_SHARD}",
+        prometheus_url=cluster.prometheus_url,
+        scaler_interval=1,
+        resync_seconds=1,
+    )
+    try:
+        eventually(lambda: equal(replicas(admin_api, namespace, "alone"), 1))
+        condition = eventually(lambda: models.condition("alone", "ScaleToZero"))
+        assert (condition["status"], condition["reason"]) == ("False", "ActivatorNotInstalled")
+        assert "install manifests/activator" in condition["message"]
+        status = models.status("alone")
+        assert status["autoscaling"]["effective"]["minReplicas"] == 1
+        assert "activator" not in status and activator_slice(admin_api, namespace, "alone") == {}
+        # Scaling to zero by hand is put back to the minimum that can be honoured.
+        client.AppsV1Api(admin_api).patch_namespaced_deployment_scale(
+            "alone", namespace, {"spec": {"replicas": 0}}
+        )
+        eventually(lambda: equal(replicas(admin_api, namespace, "alone"), 1))
+    finally:
+        operator.stop()
+    assert "Traceback" not in operator.log_text()

@@ -41,7 +41,7 @@ def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Pat
         # Scale to zero: a burst through the activator wakes the second model, then it idles
         # back to zero.
         assert "== Scale to zero: sample-chat-zero (minReplicas 0) has 0 replicas" in out
-        assert "the scaler woke it: 0 -> 1 replica" in out
+        assert "the scaler asks for " in out and "(0 -> " in out
         assert "12/12 answered 200" in out
         assert "scaled 1 -> 0: no replica, no GPU" in out
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from modelpilot.activator.hold import Holds, QueueFull
+from modelpilot.activator.hold import Holds, QueueFull, ShuttingDown
 from modelpilot.meter.proxy import held_seconds
 
 KEY = ("ml", "chat")
@@ -53,3 +53,14 @@ def test_the_meter_reads_the_held_time_defensively() -> None:
     assert held_seconds("12.5") == 12.5
     assert held_seconds(None) == held_seconds("") == held_seconds("soon") == 0.0
     assert held_seconds("-3") == held_seconds("1e9") == held_seconds("nan") == 0.0
+
+
+async def test_closing_releases_held_requests_and_refuses_new_ones() -> None:
+    holds = Holds()
+    waiting = asyncio.create_task(holds.wait(KEY, 10, 5))
+    await asyncio.sleep(0.01)
+    holds.close()
+    with pytest.raises(ShuttingDown):
+        await waiting
+    with pytest.raises(ShuttingDown):
+        await holds.wait(KEY, 10, 5)

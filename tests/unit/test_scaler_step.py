@@ -174,17 +174,22 @@ def test_idle_steps_down_to_zero_and_says_since_when() -> None:
 
 
 def test_requests_held_at_the_activator_wake_a_model_at_zero() -> None:
-    out = scale_step(
-        ZERO, NoSignal("no series"), Deployment("chat", 0), (), None, None, {}, at(0), True
-    )
-    assert out.replicas == 1
-    assert out.event is not None and out.event[0] == "ScaledFromZero"
-    assert out.section["lastScaleTime"] == "2026-06-01T12:00:00Z"
-    # Not at zero: the request changes nothing, the usual rule decides.
-    running = scale_step(
-        ZERO, pods(2.0), Deployment("chat", 2), {"chat-1", "chat-2"}, None, None, {}, at(0), True
-    )
-    assert running.replicas is None and running.condition.reason == "AtDesired"
+    def held(count: int, replicas: int, hpa: str | None = None) -> ScaleStep:
+        deployment = Deployment("chat", replicas)
+        return scale_step(ZERO, NoSignal("-"), deployment, (), hpa, None, {}, at(0), count)
+
+    one = held(1, 0)
+    assert one.replicas == 1
+    assert one.event is not None and one.event[0] == "ScaledFromZero"
+    assert one.section["lastScaleTime"] == "2026-06-01T12:00:00Z"
+    assert "1 request is waiting at the activator" in one.condition.message
+    # Many held (1 request per replica here): as many replicas as they need, up to max.
+    assert held(3, 0).replicas == 3
+    assert held(50, 0).replicas == 5
+    # A restamp with more held while the first replica starts: more replicas at once.
+    more = held(4, 1)
+    assert more.replicas == 4 and more.event is not None and more.event[0] == "ScaledUp"
+    # Enough already on the way: the usual rule decides (here: nothing known, hold).
+    assert held(2, 3).replicas is None
     # An HPA owns the replicas even then.
-    owned = scale_step(ZERO, NoSignal("-"), Deployment("chat", 0), (), "hpa", None, {}, at(0), True)
-    assert owned.replicas is None
+    assert held(5, 0, hpa="hpa").replicas is None

@@ -12,6 +12,10 @@ class QueueFull(Exception):
     """The model already has as many held requests as its queue takes."""
 
 
+class ShuttingDown(Exception):
+    """The activator is stopping: the request should be retried elsewhere."""
+
+
 @dataclass
 class _Model:
     addresses: Sequence[str] = ()
@@ -24,6 +28,13 @@ class Holds:
 
     def __init__(self) -> None:
         self._models: dict[Key, _Model] = {}
+        self.closing = False
+
+    def close(self) -> None:
+        """Release every held request with ShuttingDown, and refuse new ones."""
+        self.closing = True
+        for model in self._models.values():
+            model.ready.set()
 
     def set_addresses(self, key: Key, addresses: Sequence[str]) -> None:
         model = self._models.setdefault(key, _Model())
@@ -46,7 +57,10 @@ class Holds:
 
     async def wait(self, key: Key, limit: int, patience: float) -> str:
         """A Ready pod's address once there is one. QueueFull at once when `limit`
-        requests already wait; TimeoutError after `patience` seconds."""
+        requests already wait; TimeoutError after `patience` seconds; ShuttingDown once
+        `close` was called."""
+        if self.closing:
+            raise ShuttingDown()
         model = self._models.setdefault(key, _Model())
         if model.held >= limit:
             raise QueueFull()
@@ -55,6 +69,8 @@ class Holds:
             async with asyncio.timeout(patience):
                 while True:
                     await model.ready.wait()
+                    if self.closing:
+                        raise ShuttingDown()
                     if address := self.pick(key):
                         return address
                     model.ready.clear()  # gone again between the wake and the pick

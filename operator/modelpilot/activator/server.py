@@ -22,10 +22,10 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from pydantic import BaseModel, Field
 
-from modelpilot.activator.hold import Holds, QueueFull
+from modelpilot.activator.hold import Holds, QueueFull, ShuttingDown
 from modelpilot.activator.metrics import ActivatorMetrics
 from modelpilot.activator.routing import Route, Routes, ready_addresses
-from modelpilot.api import ACTIVATION_ANNOTATION, GROUP, PLURAL, VERSION, Key
+from modelpilot.api import ACTIVATION_ANNOTATION, GROUP, HELD_ANNOTATION, PLURAL, VERSION, Key
 from modelpilot.controller.kopf_session import session_for
 from modelpilot.controller.pod_watch import ListWatch, PodWatch
 from modelpilot.meter.proxy import HELD_HEADER, HOP_BY_HOP, NOT_UPSTREAM
@@ -33,6 +33,8 @@ from modelpilot.times import format_time
 
 log = logging.getLogger("modelpilot.activator")
 
+SHUTDOWN_SECONDS = 8.0
+GATHER_SECONDS = 0.05
 REPORT_EVERY = 2.0  # seconds between stamps while a model's requests are still held
 
 
@@ -79,7 +81,10 @@ class Activator:
         self._upstream: aiohttp.ClientSession | None = None
         app = web.Application(client_max_size=config.max_body_bytes)
         app.router.add_route("*", "/{path:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Within the pod's 10 s grace period: streams under way get 8 s to finish.
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
 
     @property
     def routes(self) -> Routes:
@@ -141,6 +146,15 @@ class Activator:
                     "overflow",
                     f"{route.queue} requests are already waiting for this model to start",
                     5,
+                )
+            except ShuttingDown:
+                return await self._refuse(
+                    request,
+                    key,
+                    stream,
+                    "closing",
+                    "this activator is shutting down: retry (another one takes it)",
+                    1,
                 )
             except TimeoutError:
                 return await self._refuse(
@@ -244,7 +258,7 @@ class Activator:
     # -- telling the operator --------------------------------------------------------------
     def _stamp(self, key: Key) -> None:
         now = time.monotonic()
-        if now - self._stamped.get(key, -REPORT_EVERY) < REPORT_EVERY:
+        if now - self._stamped.get(key, -REPORT_EVERY) < REPORT_EVERY * 0.9:
             return
         self._stamped[key] = now
         task = asyncio.create_task(self._patch(key))
@@ -252,10 +266,14 @@ class Activator:
         task.add_done_callback(self._tasks.discard)
 
     async def _patch(self, key: Key) -> None:
+        # A burst arrives within milliseconds: the first stamp then counts all of it.
+        await asyncio.sleep(GATHER_SECONDS)
         namespace, name = key
-        stamp = {
-            "metadata": {"annotations": {ACTIVATION_ANNOTATION: format_time(datetime.now(UTC))}}
+        annotations = {
+            ACTIVATION_ANNOTATION: format_time(datetime.now(UTC)),
+            HELD_ANNOTATION: str(max(self.holds.held(key), 1)),  # how many replicas to wake
         }
+        stamp = {"metadata": {"annotations": annotations}}
         url = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
         try:
             session = self._api_session()
@@ -342,8 +360,11 @@ class Activator:
         finally:
             for task in tasks:
                 task.cancel()
-            # Held and in-flight requests end now: their clients see the connection close at
-            # once and retry (through the other activator replica), nothing hangs.
+            # Held requests get 503 + Retry-After now, and their clients retry (through the
+            # other activator replica); answers under way get a few seconds to finish.
+            for site in list(self._sites.values()):
+                await site.stop()
+            self.holds.close()
             await self.runner.cleanup()
             await health.cleanup()
             await self._upstream.close()

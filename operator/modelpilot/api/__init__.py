@@ -14,6 +14,7 @@ MANAGED_BY = "modelpilot"
 # Set by the activator on a ModelDeployment when it starts holding requests for it (the
 # time, RFC 3339): the operator's scaler wakes the model at once.
 ACTIVATION_ANNOTATION = "modelpilot.dev/activation-requested"
+HELD_ANNOTATION = "modelpilot.dev/activation-held"  # with it: how many requests it holds
 ACTIVATOR_APP = "modelpilot-activator"  # app.kubernetes.io/name of the activator's pods
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name): how every loop and index keys a model

@@ -21,6 +21,7 @@ from modelpilot.api import (
     ACTIVATION_ANNOTATION,
     ACTIVATOR_APP,
     GROUP,
+    HELD_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
@@ -319,14 +320,24 @@ async def model_event(
     activator wakes the model at once."""
     key = _key(namespace, name)
     memo.router.wake(key)
-    stamp = (meta.get("annotations") or {}).get(ACTIVATION_ANNOTATION)
+    annotations = meta.get("annotations") or {}
+    stamp = annotations.get(ACTIVATION_ANNOTATION)
+    held = _count(annotations.get(HELD_ANNOTATION))
     seen = memo.setdefault("activations", {})
-    if type != "DELETED" and stamp and seen.get(key) != stamp:
-        seen[key] = stamp
+    if type != "DELETED" and stamp and seen.get(key) != (stamp, held):
+        seen[key] = (stamp, held)
         at = parse_time(stamp)
         # Stamps from before a restart (or a skewed clock) are not demand now.
         if at is not None and abs(time.time() - at.timestamp()) <= ACTIVATION_FRESH_SECONDS:
-            memo.scaler.activate(key)
+            memo.scaler.activate(key, held)
+
+
+def _count(text: str | None) -> int:
+    """The activator's held count (annotations are anyone's to write: 1 unless readable)."""
+    try:
+        return max(1, min(int(text or 1), 1_000_000))
+    except ValueError:
+        return 1
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)

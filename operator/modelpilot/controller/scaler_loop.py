@@ -61,16 +61,16 @@ class ScalerLoop(Loop):
             )
         )
 
-    def activate(self, key: Key) -> None:
-        """The activator holds requests for this model: its scaling step now, not at the
-        next tick (a task: called from kopf's event handler)."""
+    def activate(self, key: Key, held: int) -> None:
+        """The activator holds `held` requests for this model: its scaling step now, not
+        at the next tick (a task: called from kopf's event handler)."""
         found = valid_models(self.indexes.models).get(key)
         if found is None:
             return
         model, spec = found
         settings = self._bounded(key, settings_in_force(spec, model.status))
         task = asyncio.create_task(
-            self.isolated.run(key, self._scale(key, model, settings, self.demand, requested=True))
+            self.isolated.run(key, self._scale(key, model, settings, self.demand, held=held))
         )
         self._activations.add(task)
         task.add_done_callback(self._activations.discard)
@@ -87,7 +87,7 @@ class ScalerLoop(Loop):
         model: ModelRef,
         settings: AutoscalingSpec,
         demand: Demand | NoSignal,
-        requested: bool = False,
+        held: int = 0,
     ) -> None:
         deployment: DeploymentRef | None = first(self.indexes.deployments.get(key))
         if deployment is None:
@@ -102,7 +102,7 @@ class ScalerLoop(Loop):
             self.states.get(key),
             status.get("autoscaling") or {},
             datetime.now(UTC),
-            requested,
+            held,
         )
         if step.state is None:
             self.states.pop(key, None)

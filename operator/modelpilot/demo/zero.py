@@ -20,7 +20,7 @@ from modelpilot.devcluster.servers import ActivatorProcess
 from modelpilot.times import clock
 
 MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat-zero.yaml"
-ACTIVATOR_IP = "127.0.0.2"  # the activator pod's address (served on loopback)
+ACTIVATOR_IP = "127.0.3.1"  # the activator pod's address (served on loopback; not the tests')
 BURST = 12
 
 
@@ -70,6 +70,7 @@ class ZeroModel:
         self.say(f"sending a burst of {BURST} chat requests through its Service...")
         started = time.monotonic()
         decided: float | None = None
+        asked = 0
         async with aiohttp.ClientSession() as http:
 
             async def ask() -> tuple[int, float]:
@@ -85,11 +86,15 @@ class ZeroModel:
             next_line = 0.0
             while not burst.done():
                 now = time.monotonic() - started
-                if decided is None and await asyncio.to_thread(self.replicas) >= 1:
-                    decided = now
+                count = await asyncio.to_thread(self.replicas)
+                if count > asked:
+                    decided = now if decided is None else decided
                     self.say(
-                        f"[+{now:.2f}s] the scaler woke it: 0 -> 1 replica (Event ScaledFromZero)"
+                        f"[+{now:.2f}s] the scaler asks for {count} replica"
+                        f"{'s' if count > 1 else ''} ({asked} -> {count}; Event "
+                        f"{'ScaledFromZero' if asked == 0 else 'ScaledUp'}): held requests count"
                     )
+                    asked = count
                 if now >= next_line:
                     held = await asyncio.to_thread(
                         activator.value, "modelpilot_activator_requests_held"

@@ -12,7 +12,7 @@ from typing import Any
 from modelpilot.api import Key
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.api.status import ConditionUpdate
-from modelpilot.scaler.policy import Observation, ScalerState, decide
+from modelpilot.scaler.policy import Observation, ScalerState, decide, desired_replicas
 from modelpilot.scaler.signals import METRIC, Concurrency
 from modelpilot.times import format_time, parse_time
 
@@ -90,12 +90,12 @@ def scale_step(
     state: ScalerState | None,
     autoscaling: Mapping[str, Any],
     now: datetime,
-    requested: bool = False,
+    held: int = 0,
 ) -> ScaleStep:
     """`serving`: names of this model's Ready pods; `hpa`: the HorizontalPodAutoscaler
     that scales this Deployment, if any; `state`: what the last step remembered (None
-    after a restart: then status.autoscaling, `autoscaling`, says); `requested`: the
-    activator holds requests for this model now."""
+    after a restart: then status.autoscaling, `autoscaling`, says); `held`: requests the
+    activator holds for this model now (it holds only while no replica is Ready)."""
     effective = settings.wire()
     if hpa is not None:
         return ScaleStep(
@@ -112,8 +112,10 @@ def scale_step(
             ),
             None,
         )
-    if requested and deployment.replicas == 0 and hpa is None:
-        return _from_zero(settings, effective, now)
+    if held and hpa is None:
+        woken = _for_held(settings, held, deployment.replicas, effective, now)
+        if woken is not None:
+            return woken
     if state is None:
         state = remembered(autoscaling, deployment.replicas)
     if state.replicas != deployment.replicas:  # e.g. kubectl scale
@@ -165,17 +167,25 @@ def scale_step(
     )
 
 
-def _from_zero(settings: AutoscalingSpec, effective: dict[str, Any], now: datetime) -> ScaleStep:
-    """Requests wait at the activator and nothing runs: one replica (or minReplicas) now,
-    without waiting for a scrape; the meters' concurrency takes over once it serves."""
-    target = min(max(1, settings.min_replicas), settings.max_replicas)
-    message = f"scaled up from 0 to {target}: requests are waiting at the activator"
+def _for_held(
+    settings: AutoscalingSpec, held: int, replicas: int, effective: dict[str, Any], now: datetime
+) -> ScaleStep | None:
+    """Requests wait at the activator and no replica serves: replicas for all of them now
+    (at least one, or minReplicas), without waiting for a scrape; the meters' concurrency
+    takes over once they serve. None when enough replicas are already on their way."""
+    target = max(desired_replicas(settings, float(held)), 1, settings.min_replicas)
+    target = min(target, settings.max_replicas)
+    if target <= replicas:
+        return None
+    reason = "ScaledFromZero" if replicas == 0 else "ScaledUp"
+    message = (
+        f"scaled up from {replicas} to {target}: {held} "
+        f"request{'s are' if held != 1 else ' is'} waiting at the activator"
+    )
     return ScaleStep(
         target,
-        ("ScaledFromZero", message),
+        (reason, message),
         {"effective": effective, "lastScaleTime": format_time(now), "scaleDown": None},
-        ConditionUpdate(
-            type="ScalingActive", status="True", reason="ScaledFromZero", message=message
-        ),
+        ConditionUpdate(type="ScalingActive", status="True", reason=reason, message=message),
         ScalerState(target, last_scale=now.timestamp()),
     )

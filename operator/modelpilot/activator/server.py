@@ -61,6 +61,10 @@ def _unavailable(why: str, retry_after: int) -> web.Response:
     return web.Response(status=503, text=f"{why}\n", headers={"Retry-After": str(retry_after)})
 
 
+def _full(route: Route) -> str:
+    return f"{route.queue} requests are already waiting for this model to start"
+
+
 class Activator:
     def __init__(
         self, config: ActivatorConfig, login: Callable[[], kopf.ConnectionInfo | None]
@@ -69,10 +73,11 @@ class Activator:
         self.holds = Holds()
         self.metrics = ActivatorMetrics()
         collection = f"/apis/{GROUP}/{VERSION}/{{}}{PLURAL}"
-        self.models = ListWatch(login, config.namespaces, self._changed, Routes, collection)
+        self.models = ListWatch(login, config.namespaces, self._routed, Routes, collection)
         self.pods = PodWatch(login, config.namespaces, self._changed)
         self.ports: dict[int, Key] = {}  # what each listening port serves
         self._sites: dict[int, web.TCPSite] = {}
+        self._refused: set[int] = set()  # ports that could not be listened on
         self._sync = asyncio.Event()
         self._stamped: dict[Key, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,8 +97,13 @@ class Activator:
 
     # -- what the watches say --------------------------------------------------------------
     def _changed(self, key: Key) -> None:
+        """A model's pods changed: its Ready addresses."""
         pods = self.pods.pods.get(key, ()) if key in self.routes else ()
         self.holds.set_addresses(key, ready_addresses(pods))
+
+    def _routed(self, key: Key) -> None:
+        """A model's route changed: its addresses, and the listeners."""
+        self._changed(key)
         self._sync.set()
 
     async def _listen(self) -> None:
@@ -109,8 +119,13 @@ class Activator:
                 try:
                     await site.start()
                 except OSError as exc:
-                    log.error("cannot listen on port %d for %s/%s: %s", port, *wanted[port], exc)
+                    if port not in self._refused:  # said once; tried again on every change
+                        log.error(
+                            "cannot listen on port %d for %s/%s: %s", port, *wanted[port], exc
+                        )
+                        self._refused.add(port)
                     continue
+                self._refused.discard(port)
                 self._sites[port] = site
             self.ports = {port: key for port, key in wanted.items() if port in self._sites}
 
@@ -128,6 +143,8 @@ class Activator:
         held = 0.0
         if address is None:
             self._stamp(key)
+            if self.holds.held(key) >= route.queue:  # before a stream's 200 is sent
+                return await self._refuse(request, key, None, "overflow", _full(route), 5)
             if wants_events(request):
                 stream = web.StreamResponse(
                     status=200, headers={"Content-Type": "text/event-stream"}
@@ -139,14 +156,7 @@ class Activator:
             try:
                 address = await self.holds.wait(key, route.queue, route.timeout)
             except QueueFull:
-                return await self._refuse(
-                    request,
-                    key,
-                    stream,
-                    "overflow",
-                    f"{route.queue} requests are already waiting for this model to start",
-                    5,
-                )
+                return await self._refuse(request, key, stream, "overflow", _full(route), 5)
             except ShuttingDown:
                 return await self._refuse(
                     request,

@@ -2,6 +2,7 @@
 model whose judgement raises gets its own exception while the others get their verdicts."""
 
 import asyncio
+import os
 from datetime import UTC, datetime
 
 from modelpilot.advisor import source
@@ -35,9 +36,11 @@ def test_worker_processes_judge_as_the_operator_would() -> None:
     try:
         asyncio.run(judges.start())
         verdicts = asyncio.run(judges.all(cases))
+        pids = judges.pids()
     finally:
         judges.close()
 
+    assert len(pids) == 2 and os.getpid() not in pids  # the workers, each started once
     assert len(verdicts) == len(cases)
     for case, verdict in zip(cases, verdicts, strict=True):
         if case is broken:

@@ -6,6 +6,7 @@ back, and the others their verdicts."""
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
@@ -36,6 +37,11 @@ def _ready() -> bool:
     return True
 
 
+def _announce(started: Any) -> None:
+    """Each worker's first act: say its pid (the benchmark measures the workers' memory)."""
+    started.put(os.getpid())
+
+
 class Judges:
     """A pool of `processes` workers, kept for the operator's life."""
 
@@ -44,7 +50,11 @@ class Judges:
         # forkserver: workers start from a clean process, not a fork of one with threads.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["modelpilot.advisor.judge"])
-        self._pool = ProcessPoolExecutor(processes, mp_context=context)
+        self._started = context.SimpleQueue()
+        self._pids: set[int] = set()
+        self._pool = ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_announce, initargs=(self._started,)
+        )
 
     async def start(self) -> None:
         """Start every worker now (each imports the advisor once), not in the first
@@ -67,7 +77,10 @@ class Judges:
         return [verdict for batch in results for verdict in batch]
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self._pool._processes.values() if p.pid is not None]
+        """The workers started so far."""
+        while not self._started.empty():
+            self._pids.add(self._started.get())
+        return sorted(self._pids)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

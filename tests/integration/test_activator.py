@@ -162,6 +162,9 @@ async def test_one_request_wakes_a_model_at_zero_and_it_goes_back_to_zero(
     # Idle (the meter's series reads 0 in flight): back to zero after the delay.
     exporter(namespace, "chat")
     assert await until(lambda: replicas(admin_api, namespace, "chat") == 0, 40)
+    # The activator is back on the path before the last replica goes (it still serves).
+    assert models.status("chat")["activator"]["routing"] == "Activator"
+    assert activator_slice(admin_api, namespace, "chat") != {}
     await asyncio.to_thread(kubelet.core.delete_namespaced_pod, "chat-0", namespace)
     assert await at_zero(admin_api, models, "chat") == port
     assert models.status("chat")["replicas"]["desired"] == 0
@@ -307,9 +310,11 @@ def test_without_the_activator_min_zero_is_held_at_one_and_status_says_why(
         condition = eventually(lambda: models.condition("alone", "ScaleToZero"))
         assert (condition["status"], condition["reason"]) == ("False", "ActivatorNotInstalled")
         assert "install manifests/activator" in condition["message"]
-        status = models.status("alone")
-        assert status["autoscaling"]["effective"]["minReplicas"] == 1
-        assert "activator" not in status and activator_slice(admin_api, namespace, "alone") == {}
+        eventually(
+            lambda: equal(models.status("alone")["autoscaling"]["effective"]["minReplicas"], 1)
+        )
+        assert "activator" not in models.status("alone")
+        assert activator_slice(admin_api, namespace, "alone") == {}
         # Scaling to zero by hand is put back to the minimum that can be honoured.
         client.AppsV1Api(admin_api).patch_namespaced_deployment_scale(
             "alone", namespace, {"spec": {"replicas": 0}}

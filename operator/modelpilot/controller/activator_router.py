@@ -35,6 +35,7 @@ from modelpilot.settings import settings_in_force
 log = logging.getLogger(__name__)
 DISCOVERY = "discovery.k8s.io"
 RETRY_SECONDS = 5.0  # after a failed write
+ZEROING_SECONDS = 30.0  # for the scale to 0 to show in the Deployment index
 NO_ACTIVATOR = ConditionUpdate(
     type="ScaleToZero",
     status="False",
@@ -68,6 +69,7 @@ class ActivatorRouter:
         self.ports: dict[Key, int] = {}  # given out by this leader, before status shows them
         self._slices: dict[Key, tuple[int, tuple[str, ...]] | None] = {}  # last written
         self._conditioned: dict[Key, bool] = {}  # models given a ScaleToZero condition
+        self._zeroing: dict[Key, float] = {}  # models the scaler is taking to zero: since
         self._dirty: set[Key] = set()
         self._wakeup = asyncio.Event()
         self._api_version = f"{DISCOVERY}/v1"
@@ -94,6 +96,21 @@ class ActivatorRouter:
                     report_failure(log, f"routing {key[0]}/{key[1]} failed", exc)
                     self._slices.pop(key, None)  # unknown now: written again
                     asyncio.get_running_loop().call_later(RETRY_SECONDS, self.wake, key)
+
+    async def before_zero(self, key: Key) -> None:
+        """The scaler is about to take this model to 0: put the activator on its path
+        first, while its last replica still serves, so that no request meets a Service
+        without endpoints while that replica shuts down."""
+        self._zeroing[key] = time.monotonic()
+        await self._route(key)
+
+    def _going_to_zero(self, key: Key) -> bool:
+        deployment = first(self.indexes.deployments.get(key))
+        if deployment is not None and deployment.replicas == 0:
+            self._zeroing.pop(key, None)  # the scale landed: the Deployment says it now
+            return True
+        since = self._zeroing.get(key)
+        return since is not None and time.monotonic() - since < ZEROING_SECONDS
 
     def _slice_version(self) -> str:
         """discovery.k8s.io/v1 where served (Kubernetes 1.21+), else v1beta1: the fields
@@ -142,7 +159,9 @@ class ActivatorRouter:
         self.ports[key] = port
         pods = self.indexes.pods.get(key) or ()
         mode = routing(len(ready_addresses(pods)))
-        if mode == "Pods" and (wait := settle_left(pods, time.time())) > 0:
+        if self._going_to_zero(key):
+            mode = "Activator"
+        elif mode == "Pods" and (wait := settle_left(pods, time.time())) > 0:
             # The Service's own slice may not list the new pod yet: the activator stays on
             # the path (sending straight on to the pod) until it surely does.
             mode = "Activator"

@@ -152,6 +152,7 @@ async def startup(
         kube, prometheus(config.scaler_interval / 2), memo.worker, indexes, config.scaler_interval
     )
     memo.scaler.scale_to_zero = bool(config.activator_namespace)
+    memo.scaler.router = memo.router
     memo.scaler_task = asyncio.create_task(memo.scaler.run(), name="scaler")
     memo.advisor = AdvisorLoop(
         kube,
@@ -352,6 +353,7 @@ async def deployment_event(
 ) -> None:
     key = _key(namespace, labels[MODEL_LABEL])
     memo.worker.wake(key)
+    memo.router.wake(key)  # routing follows the replicas asked for (to zero: the activator)
     # Only spec changes (generation) can be drift, and only those we did not write.
     generation = body["metadata"].get("generation")
     seen = memo.setdefault("deployment_generations", {})

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from modelpilot.api import Key
 from modelpilot.api.spec import AutoscalingSpec
+from modelpilot.controller.activator_router import ActivatorRouter
 from modelpilot.controller.periodic import Loop
 from modelpilot.controller.refs import DeploymentRef, ModelRef, first, valid_models
 from modelpilot.scaler import signals
@@ -25,6 +26,7 @@ class ScalerLoop(Loop):
     states: dict[Key, ScalerState] = field(default_factory=dict)  # per model, between ticks
     queries: int = 0  # Prometheus queries made (the benchmark reads this)
     scale_to_zero: bool = False  # an activator is installed (--activator-namespace)
+    router: ActivatorRouter | None = None
     demand: Demand | NoSignal = field(default_factory=lambda: NoSignal("no scaler tick yet"))
     _activations: set["asyncio.Task[None]"] = field(default_factory=set)
 
@@ -108,6 +110,8 @@ class ScalerLoop(Loop):
             self.states.pop(key, None)
         else:
             self.states[key] = step.state
+        if step.replicas == 0 and self.router is not None:
+            await self.router.before_zero(key)  # the activator on the path first
         if step.replicas is not None:
             await self.kube.scale(key[0], deployment.name, step.replicas)
         if step.event is not None:

@@ -229,6 +229,8 @@ def main() -> None:
             return True
 
         left = wait_until(lambda: not any(sliced(n) for n in names[:5]), 20, interval=0.5)
+        activator_rss = max(p.rss_peak_kib() for p in processes if isinstance(p, ActivatorProcess))
+        operator_rss = operator.rss_peak_kib()
     finally:
         for process in reversed(processes):
             process.stop()
@@ -261,6 +263,10 @@ def main() -> None:
         f"(+{(act_p50 - meter_p50) * ms:.2f} ms; paid only while a model has no Ready replica)"
     )
     print(f"  activator slice removed once replicas served: {'yes' if left else 'NO'}")
+    print(
+        f"  peak RSS: activator {activator_rss / 1024:.0f} MiB ({len(names)} models routed, "
+        f"their pods watched), operator {operator_rss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

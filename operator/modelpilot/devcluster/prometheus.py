@@ -98,24 +98,31 @@ def backfill_rules(server: "PrometheusServer", rule_file: Path, start: float, en
     (`promtool tsdb create-blocks-from rules`), as if it had been recording all along; the
     server restarts to load the blocks."""
     out = server.workdir / "rule-blocks"
-    shutil.rmtree(out, ignore_errors=True)
-    result = subprocess.run(
-        [
-            find_binary("promtool"),
-            "tsdb",
-            "create-blocks-from",
-            "rules",
-            f"--start={int(start)}",
-            f"--end={int(end)}",
-            f"--url={server.url}",
-            f"--output-dir={out}",
-            str(rule_file),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"promtool rules backfill failed: {result.stderr.strip()}")
+    for _ in range(3):
+        shutil.rmtree(out, ignore_errors=True)
+        result = subprocess.run(
+            [
+                find_binary("promtool"),
+                "tsdb",
+                "create-blocks-from",
+                "rules",
+                f"--start={int(start)}",
+                f"--end={int(end)}",
+                f"--url={server.url}",
+                f"--output-dir={out}",
+                str(rule_file),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"promtool rules backfill failed: {result.stderr.strip()}")
+        # promtool logs a failed query and still exits 0, with no blocks written (seen once
+        # in CI on a busy machine): ask again.
+        if out.is_dir():
+            break
+    else:
+        raise RuntimeError(f"promtool wrote no rule blocks: {result.stderr.strip()[-2000:]}")
     server.stop()
     for block in out.iterdir():
         block.rename(server.data_dir / block.name)

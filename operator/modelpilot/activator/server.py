@@ -28,7 +28,7 @@ from modelpilot.activator.routing import Route, Routes, ready_addresses
 from modelpilot.api import ACTIVATION_ANNOTATION, GROUP, HELD_ANNOTATION, PLURAL, VERSION, Key
 from modelpilot.controller.kopf_session import session_for
 from modelpilot.controller.pod_watch import ListWatch, PodWatch
-from modelpilot.meter.proxy import HELD_HEADER, HOP_BY_HOP, NOT_UPSTREAM
+from modelpilot.meter.proxy import HELD_HEADER, HOP_BY_HOP, upstream_headers
 from modelpilot.times import format_time
 
 log = logging.getLogger("modelpilot.activator")
@@ -216,15 +216,14 @@ class Activator:
         stream: web.StreamResponse | None,
         held: float,
     ) -> web.StreamResponse:
-        # A client's own HELD_HEADER is dropped: only the activator says how long it held.
-        skip = NOT_UPSTREAM | {HELD_HEADER.lower()}
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in skip]
-        if request.remote:
-            prior = request.headers.get("X-Forwarded-For")
-            headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]
-            headers.append(
-                ("X-Forwarded-For", f"{prior}, {request.remote}" if prior else request.remote)
-            )
+        # The meter's own header filtering; a client's HELD_HEADER is dropped: only the
+        # activator says how long it held.
+        held_name = HELD_HEADER.lower()
+        headers = [
+            (k, v)
+            for k, v in upstream_headers(request.headers, request.remote)
+            if k.lower() != held_name
+        ]
         if held:
             headers.append((HELD_HEADER, f"{held:.3f}"))
         url = f"http://{self._local(address)}:{route.target_port}{request.rel_url}"

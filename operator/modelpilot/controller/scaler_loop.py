@@ -49,7 +49,7 @@ class ScalerLoop(Loop):
 
     async def tick(self) -> None:
         models = {
-            key: (model, self._bounded(key, settings_in_force(spec, model.status)))
+            key: (model, self._bounded(settings_in_force(spec, model.status)))
             for key, (model, spec) in valid_models(self.indexes.models).items()
         }
         if not models:
@@ -70,14 +70,14 @@ class ScalerLoop(Loop):
         if found is None:
             return
         model, spec = found
-        settings = self._bounded(key, settings_in_force(spec, model.status))
+        settings = self._bounded(settings_in_force(spec, model.status))
         task = asyncio.create_task(
             self.isolated.run(key, self._scale(key, model, settings, self.demand, held=held))
         )
         self._activations.add(task)
         task.add_done_callback(self._activations.discard)
 
-    def _bounded(self, key: Key, settings: AutoscalingSpec) -> AutoscalingSpec:
+    def _bounded(self, settings: AutoscalingSpec) -> AutoscalingSpec:
         """minReplicas 0 only where the activator can hold the requests."""
         if settings.min_replicas == 0 and not self.scale_to_zero:
             return settings.model_copy(update={"min_replicas": 1})

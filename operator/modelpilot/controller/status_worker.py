@@ -220,7 +220,8 @@ class StatusWorker:
             now=now,
             generation=generation,
             limits=self.config.thresholds,
-            wakes_on_demand=self._wakes_on_demand(model, baseline),
+            # Only asked at zero: settings in force cost a validation per refresh.
+            wakes_on_demand=replicas.desired == 0 and self._wakes_on_demand(model, baseline),
         )
         contributed = self.extra_conditions.get(key, {})
         withdrawn = self.withdrawn.get(key, set())

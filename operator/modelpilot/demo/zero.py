@@ -5,6 +5,7 @@ activator pod the demo registers (the local runtime serves only the demo's names
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,7 +25,7 @@ ACTIVATOR_IP = "127.0.3.1"  # the activator pod's address (served on loopback; n
 BURST = 12
 
 
-def start_activator(state: ClusterState, api: client.ApiClient, log_dir: Any) -> ActivatorProcess:
+def start_activator(state: ClusterState, api: client.ApiClient, log_dir: Path) -> ActivatorProcess:
     kubelet = FakeKubelet(api)
     name = "modelpilot-activator-0"
     kubelet.create_pod(OPERATOR_NAMESPACE, name, labels={"app.kubernetes.io/name": ACTIVATOR_APP})

@@ -1,5 +1,7 @@
-# The operator, meter and GPU agent share one image: `modelpilot run|meter|gpu-agent`.
-FROM python:3.11-slim
+# The operator, meter, activator and GPU agent share one image: `modelpilot run|meter|...`.
+# `make images` builds the same contents without Docker (devcluster/images.py): Debian
+# bookworm's Python 3.11, requirements.lock, the modelpilot package, user 65532.
+FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY requirements.lock pyproject.toml README.md ./
 COPY operator ./operator

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's `kubernetes` source
-# package and caches them under $MODELPILOT_CACHE/bin (default ~/.cache/modelpilot).
-# Idempotent: exits at once when both are cached. The tests need the API server; `make demo`
-# also runs the controller manager (Deployment -> ReplicaSet -> Pod, Endpoints).
+# Builds the Kubernetes 1.20.2 servers from Debian's `kubernetes` source package and caches
+# them under $MODELPILOT_CACHE/bin (default ~/.cache/modelpilot). Idempotent: exits at once
+# when all are cached. The fast tests need the API server; `make demo` also runs the
+# controller manager; the real node (tests/e2e) adds kubelet, kube-scheduler and kube-proxy.
 # See design.md, "The local control plane".
 set -euo pipefail
 
 CACHE="${MODELPILOT_CACHE:-$HOME/.cache/modelpilot}"
 TARGETS=()
-for name in kube-apiserver kube-controller-manager; do
+for name in kube-apiserver kube-controller-manager kubelet kube-scheduler kube-proxy; do
   [ -x "$CACHE/bin/$name" ] || TARGETS+=("$name")
 done
 [ "${#TARGETS[@]}" -eq 0 ] && exit 0
@@ -50,7 +50,7 @@ rsync -a --delete --exclude='*_test.go' "$REFLECT2/" vendor/github.com/modern-go
 export GOPATH="$PWD/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor GO111MODULE=on
 mkdir -p .go/src/k8s.io
 [ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
-echo "building ${TARGETS[*]} 1.20.2 from source (about 5 minutes on 2 cores)..."
+echo "building ${TARGETS[*]} 1.20.2 from source (about 6 minutes on 2 cores)..."
 WHAT=$(printf 'cmd/%s ' "${TARGETS[@]}")
 make WHAT="${WHAT% }" >"$CACHE/build.log" 2>&1 || { echo "error: build failed, see $CACHE/build.log" >&2; exit 1; }
 for name in "${TARGETS[@]}"; do

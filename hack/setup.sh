@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(etcd-server prometheus golang-go rsync golang-github-modern-go-reflect2-dev
-              dpkg-dev openssl ca-certificates chromium redis-server)
+              dpkg-dev openssl ca-certificates chromium redis-server
+              containerd runc containernetworking-plugins iptables mmdebstrap umoci)
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 

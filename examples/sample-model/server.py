@@ -18,6 +18,8 @@ weights" before /health says ready. It needs only aiohttp. Endpoints:
   GET  /ws             a WebSocket that echoes; send "close:CODE" to be closed with CODE
   GET  /health         200 once loaded (after --load-seconds), 503 before
   GET  /stats          what it has seen (for tests): requests, cancelled, bytes received
+  POST /crash          exits at once with status 1, as a server hitting a fatal error does
+  POST /allocate?mb=N  allocates N MiB and keeps it (a batch too big for the memory limit)
 
 Run: python examples/sample-model/server.py --port 8000 (or build its Dockerfile)
 """
@@ -25,6 +27,7 @@ Run: python examples/sample-model/server.py --port 8000 (or build its Dockerfile
 import argparse
 import asyncio
 import json
+import os
 import time
 
 from aiohttp import WSMsgType, web
@@ -44,6 +47,7 @@ class FakeModel:
         self.ready_at = time.monotonic() + load_seconds
         self.in_flight = 0
         self.stats = {"requests": 0, "cancelled": 0, "bytes_received": 0}
+        self.held: list[bytearray] = []
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=0)
@@ -58,6 +62,8 @@ class FakeModel:
                 web.get("/ws", self.websocket),
                 web.get("/health", self.health),
                 web.get("/stats", self.get_stats),
+                web.post("/crash", self.crash),
+                web.post("/allocate", self.allocate),
             ]
         )
         return app
@@ -198,6 +204,18 @@ class FakeModel:
 
     async def get_stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats)
+
+    async def crash(self, _: web.Request) -> web.Response:
+        os._exit(1)
+
+    async def allocate(self, request: web.Request) -> web.Response:
+        try:
+            mib = int(request.query["mb"])
+        except (KeyError, ValueError):
+            return web.json_response({"error": "give ?mb=N"}, status=400)
+        # Written, not just reserved: the pages count against the memory limit.
+        self.held.append(bytearray(b"x" * (mib << 20)))
+        return web.json_response({"held_mb": sum(len(b) for b in self.held) >> 20})
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`python -m modelpilot.devcluster up|down|status` (what `make cluster-up/down` run)."""
+"""`python -m modelpilot.devcluster up|down|status|images` (what `make cluster-up/down` and
+`make images` run)."""
 
 import sys
 import time
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from modelpilot.devcluster import controlplane
+from modelpilot.devcluster import controlplane, images, node
 from modelpilot.devcluster.binaries import MissingBinaryError
 
 _state_dir = click.option(
@@ -25,16 +26,40 @@ def cli() -> None:
 
 @cli.command()
 @_state_dir
-def up(state_dir: Path) -> None:
+@click.option(
+    "--node/--no-node",
+    default=False,
+    help="Also a real node: containerd, kubelet, kube-proxy, kube-scheduler and the "
+    "controllers, with pods on a bridge (needs root, cgroups and overlayfs).",
+)
+def up(state_dir: Path, node: bool) -> None:
     """Start it (a running, healthy one is left as it is)."""
     started = time.monotonic()
     try:
-        state = controlplane.up(state_dir.resolve())
+        state = controlplane.up(state_dir.resolve(), node=node)
     except (MissingBinaryError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"local control plane ready in {time.monotonic() - started:.1f}s")
     click.echo(controlplane.summary(state))
+
+
+@cli.command("images")
+@_state_dir
+def build_images(state_dir: Path) -> None:
+    """Build ModelPilot's and the sample model's images (cached by content) and import them
+    into the node's containerd when a node runs."""
+    state = controlplane.load_state(state_dir.resolve())
+    running = state is not None and state.node and controlplane.is_healthy(state)
+    try:
+        for image in (images.modelpilot_image(), images.sample_model_image()):
+            archive = images.build(image, log=click.echo)
+            if state is not None and running:
+                images.import_into(archive, image.ref, node.containerd_socket(state.node_dir))
+            click.echo(f"{image.ref}  {archive}" + ("  (imported)" if running else ""))
+    except (MissingBinaryError, RuntimeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -1,5 +1,5 @@
 """Start, stop and find the local control plane: etcd, kube-apiserver and Prometheus, and
-for the demo kube-controller-manager.
+for the demo kube-controller-manager; with `node=True` also a real node (see node.py).
 
 Everything lives in one state folder (`.local/` in the repository by default):
 `kubeconfig` (admin), `operator.kubeconfig` (the operator's service-account identity),
@@ -10,17 +10,21 @@ import json
 import secrets
 import shutil
 import ssl
+import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
+from modelpilot.devcluster import images
+from modelpilot.devcluster import node as node_
 from modelpilot.devcluster.binaries import find_binary
-from modelpilot.devcluster.pki import ensure_pki
+from modelpilot.devcluster.pki import ensure_client_cert, ensure_pki
 from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import is_running, log_tail, spawn, stop, wait_until
-from modelpilot.devcluster.prometheus import PrometheusServer, scrape_config
+from modelpilot.devcluster.prometheus import PrometheusServer, readme_scrape_jobs, scrape_config
 
 OPERATOR_NAMESPACE = "modelpilot-system"
 OPERATOR_SERVICE_ACCOUNT = "modelpilot-operator"
@@ -51,6 +55,16 @@ class ClusterState(BaseModel):
     operator_token: str
     activator_token: str = ""  # empty in a state file from before the activator
     pids: dict[str, int]
+    node: bool = False  # a real node (containerd, kubelet, kube-proxy, kube-scheduler)
+
+    @property
+    def node_dir(self) -> Path:
+        return self.state_dir / "node"
+
+    @property
+    def pods_file(self) -> Path:
+        """The node's pods as Prometheus' pod discovery would see them (file_sd)."""
+        return self.node_dir / "pods.json"
 
     @property
     def kubeconfig(self) -> Path:
@@ -79,9 +93,12 @@ _EXES = {
     "kube-apiserver": "kube-apiserver",
     "prometheus": "prometheus",
     "kube-controller-manager": "kube-controller-manager",
+    **{name: name for name in node_.PROCESSES},
+    "pod-discovery": Path(sys.executable).name,
 }
 # Kubernetes' own Deployment -> ReplicaSet -> Pod chain and Service Endpoints (the demo). The
-# tests create pods themselves, so their control plane runs without it.
+# tests create pods themselves, so their control plane runs without it. A real node runs
+# them all (DaemonSets, service-account tokens, namespace deletion, ...).
 CONTROLLERS = "deployment,replicaset,endpoint,garbagecollector"
 
 
@@ -150,15 +167,20 @@ def _kubeconfig(state: ClusterState, user: str, token: str) -> str:
 
 
 def up(
-    state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0, controllers: bool = False
+    state_dir: Path = DEFAULT_STATE_DIR,
+    timeout: float = 60.0,
+    controllers: bool = False,
+    node: bool = False,
 ) -> ClusterState:
     """Start the control plane, or return the running one when it already answers (and runs
-    the controller manager when `controllers` asks for it)."""
+    the controller manager when `controllers` asks for it, a node when `node` does)."""
+    controllers = controllers or node
     existing = load_state(state_dir)
     if (
         existing is not None
         and is_healthy(existing)
         and controllers == ("kube-controller-manager" in existing.pids)
+        and node == existing.node
     ):
         return existing
     if existing is not None:
@@ -167,24 +189,32 @@ def up(
     names = ["etcd", "kube-apiserver", "prometheus"]
     if controllers:
         names.append("kube-controller-manager")
+    if node:
+        node_.preflight()
+        names += node_.PROCESSES
+        node_.prepare_network(state_dir / "node")
     binaries = {name: find_binary(name) for name in names}
     logs = state_dir / "logs"
     pki = state_dir / "pki"
     ensure_pki(pki)
+    # With a node, pods reach the API server and Prometheus on the bridge's address.
+    host = node_.HOST_IP if node else "127.0.0.1"
 
     ports: dict[str, int] = {}
     for name, preferred in PREFERRED_PORTS.items():
-        ports[name] = pick_port(preferred, avoid=frozenset(ports.values()))
+        on = host if name in ("apiserver", "prometheus") else "127.0.0.1"
+        ports[name] = pick_port(preferred, host=on, avoid=frozenset(ports.values()))
 
     state = ClusterState(
         state_dir=state_dir,
-        api_url=f"https://127.0.0.1:{ports['apiserver']}",
+        api_url=f"https://{host}:{ports['apiserver']}",
         etcd_url=f"http://127.0.0.1:{ports['etcd']}",
-        prometheus_url=f"http://127.0.0.1:{ports['prometheus']}",
+        prometheus_url=f"http://{host}:{ports['prometheus']}",
         admin_token=secrets.token_hex(16),
         operator_token=secrets.token_hex(16),
         activator_token=secrets.token_hex(16),
         pids={},
+        node=node,
     )
     tokens = state_dir / "tokens.csv"
     tokens.write_text(
@@ -224,13 +254,13 @@ def up(
                 binaries["kube-apiserver"],
                 f"--etcd-servers={state.etcd_url}",
                 f"--secure-port={ports['apiserver']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'serving.crt'}",
                 f"--tls-private-key-file={pki / 'serving.key'}",
                 f"--token-auth-file={tokens}",
-                "--authorization-mode=RBAC",
+                *(_node_apiserver_flags(pki) if node else _apiserver_flags()),
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -238,18 +268,26 @@ def up(
                 "--service-cluster-ip-range=10.0.0.0/16",
                 "--insecure-port=0",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
                 "--v=0",
             ],
             logs / "kube-apiserver.log",
         )
         save()
 
+        config = scrape_config(file_sd_dir=state.prometheus_targets_dir)
+        if node:
+            # The README's scrape jobs as users apply them; the pod discovery they ask for is
+            # played by devcluster/discovery.py (Debian's Prometheus is built without it).
+            discovery = {
+                "file_sd_configs": [{"files": [str(state.pods_file)], "refresh_interval": "1s"}]
+            }
+            config["scrape_configs"] += readme_scrape_jobs(REPO_ROOT / "README.md", discovery)
         prometheus = PrometheusServer(
             state_dir / "prometheus",
-            config=scrape_config(file_sd_dir=state.prometheus_targets_dir),
+            config=config,
             port=ports["prometheus"],
             data_dir=state_dir / "prometheus-data",
+            host=host,
         )
         shutil.rmtree(prometheus.data_dir, ignore_errors=True)
         state.prometheus_targets_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +320,15 @@ def up(
                 [
                     binaries["kube-controller-manager"],
                     f"--kubeconfig={state.kubeconfig}",
-                    f"--controllers={CONTROLLERS}",
+                    *(
+                        [
+                            "--controllers=*",
+                            f"--service-account-private-key-file={pki / 'sa.key'}",
+                            f"--root-ca-file={state.ca_file}",
+                        ]
+                        if node
+                        else [f"--controllers={CONTROLLERS}"]
+                    ),
                     "--leader-elect=false",
                     "--port=0",
                     "--secure-port=0",
@@ -291,6 +337,8 @@ def up(
                 logs / "kube-controller-manager.log",
             )
             save()
+            if node:
+                _start_node(state, save)
         except BaseException:
             down(state_dir)
             raise
@@ -304,6 +352,11 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     if state is None:
         return []
     stopped = []
+    if state.node:
+        if (pid := state.pids.get("pod-discovery")) and is_running(pid, _EXES["pod-discovery"]):
+            stop(pid)
+        stopped += node_.stop_processes(state.pids, state.node_dir)
+        node_.cleanup(state.node_dir)
     # Reverse start order: the API server before its etcd.
     for name in ("kube-controller-manager", "prometheus", "kube-apiserver", "etcd"):
         if (pid := state.pids.get(name)) is not None and is_running(pid, _EXES[name]):
@@ -314,6 +367,62 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     for data in ("etcd-data", "prometheus-data"):
         shutil.rmtree(state_dir / data, ignore_errors=True)
     return stopped
+
+
+def _apiserver_flags() -> list[str]:
+    # No controller manager makes service-account tokens here: pods the tests create
+    # directly must not wait for one.
+    return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"]
+
+
+def _node_apiserver_flags(pki: Path) -> list[str]:
+    """A kubelet authenticates with its client certificate and may touch only its own Node
+    and pods (the Node authorizer and NodeRestriction); the API server reaches kubelets with
+    a client certificate of its own."""
+    ensure_client_cert(pki, "apiserver-kubelet-client", "kube-apiserver", "system:masters")
+    return [
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def _start_node(state: ClusterState, save: Callable[[], None]) -> None:
+    """containerd, the pause image, then kubelet, kube-proxy and kube-scheduler."""
+    pause = images.pause_image()
+    archive = images.build(pause)
+
+    def record(name: str, pid: int) -> None:
+        state.pids[name] = pid
+        save()
+
+    node_.start(
+        state.node_dir,
+        state.state_dir / "pki",
+        state.api_url,
+        state.kubeconfig,
+        pause.ref,
+        record,
+        before_kubelet=lambda: images.import_into(
+            archive, pause.ref, node_.containerd_socket(state.node_dir)
+        ),
+    )
+    record(
+        "pod-discovery",
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "modelpilot.devcluster.discovery",
+                f"--kubeconfig={state.kubeconfig}",
+                f"--out={state.pods_file}",
+            ],
+            state.state_dir / "logs" / "pod-discovery.log",
+        ),
+    )
 
 
 def summary(state: ClusterState) -> str:

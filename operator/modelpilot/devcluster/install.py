@@ -5,6 +5,7 @@ the local control plane is 1.20. This applies what the server serves and says wh
 left out, so the tests install exactly what users install, minus what 1.20 cannot hold.
 """
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -36,3 +37,57 @@ def install(kubeconfig: Path, folder: Path) -> list[str]:
     ]
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(kept))
     return skipped
+
+
+IMAGE = "ghcr.io/modelpilot/modelpilot"  # what manifests/ name
+
+
+def dev_overlay(
+    dest: Path, manifests: Path, bases: list[str], image_ref: str, prometheus_url: str
+) -> Path:
+    """A kustomization over `manifests` (its folders `bases`, "" for the top) that differs
+    from what users apply in two things only: the image (built here, never pulled) and the
+    Prometheus the operator reads."""
+    dest.mkdir(parents=True, exist_ok=True)
+    name, tag = image_ref.rsplit(":", 1)
+    (dest / "operator-env.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "modelpilot-operator", "namespace": "modelpilot-system"},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "operator",
+                                    "env": [
+                                        {
+                                            "name": "MODELPILOT_PROMETHEUS_URL",
+                                            "value": prometheus_url,
+                                        },
+                                        # The meter sidecar is the same image.
+                                        {"name": "MODELPILOT_METER_IMAGE", "value": image_ref},
+                                    ],
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        )
+    )
+    (dest / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(manifests / base, dest) for base in bases],
+                "images": [{"name": IMAGE, "newName": name, "newTag": tag}],
+                "patchesStrategicMerge": ["operator-env.yaml"],
+            },
+            sort_keys=False,
+        )
+    )
+    return dest

@@ -7,6 +7,7 @@ starting a Prometheus on those blocks.
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -159,6 +160,21 @@ def scrape_config(
     }
 
 
+def readme_scrape_jobs(readme: Path, discovery: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The scrape jobs the README gives users (its YAML blocks with a job discovering pods),
+    with `kubernetes_sd_configs` swapped for `discovery` (see devcluster/discovery.py); the
+    relabel rules stay exactly as users copy them."""
+    jobs = []
+    for block in re.findall(r"```yaml\n(.*?)```", readme.read_text(), flags=re.S):
+        if "job_name:" not in block or "kubernetes_sd_configs" not in block:
+            continue
+        loaded = yaml.safe_load(block)
+        for job in loaded["scrape_configs"] if isinstance(loaded, dict) else loaded:
+            del job["kubernetes_sd_configs"]
+            jobs.append({**job, **discovery})
+    return jobs
+
+
 class PrometheusServer:
     """One Prometheus process on loopback over `data_dir`."""
 
@@ -168,17 +184,19 @@ class PrometheusServer:
         config: Mapping[str, Any] | None = None,
         port: int | None = None,
         data_dir: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
+        self.host = host
         self.data_dir = data_dir or workdir / "data"
         self.config = config or scrape_config()
-        self.port = port or pick_port()
+        self.port = port or pick_port(host=host)
         self.log_path = workdir / "prometheus.log"
         self.pid: int | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "PrometheusServer":
         binary = find_binary("prometheus")
@@ -190,7 +208,7 @@ class PrometheusServer:
                 binary,
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={self.data_dir}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=30d",
                 "--log.level=warn",

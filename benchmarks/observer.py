@@ -11,6 +11,9 @@ Prints
 - the operator's peak RSS (target <= 250 MiB).
 
 Run: .venv/bin/python benchmarks/observer.py [--models 1000] [--pods 10] [--changes 400]
+
+`--real-node` measures instead, on a real node (benchmarks/observer_node.py): kubelet
+reports a pod Ready -> status.replicas.active, p50/p99 over 50 transitions.
 """
 
 import argparse
@@ -102,7 +105,15 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=400, help="pod status changes to time")
     parser.add_argument("--rate", type=float, default=20.0, help="changes per second")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--real-node", action="store_true", help="see observer_node.py")
+    parser.add_argument("--transitions", type=int, default=50, help="with --real-node")
     args = parser.parse_args()
+    if args.real_node:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from observer_node import run
+
+        run(models=5 if args.models == 1000 else args.models, transitions=args.transitions)
+        return
 
     existing = controlplane.load_state()
     started = not (existing and controlplane.is_healthy(existing))

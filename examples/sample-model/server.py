@@ -17,6 +17,7 @@ weights" before /health says ready. It needs only aiohttp. Endpoints:
   GET  /slow?seconds=S answers after S seconds
   GET  /ws             a WebSocket that echoes; send "close:CODE" to be closed with CODE
   GET  /health         200 once loaded (after --load-seconds), 503 before
+  POST /health?ok=0|1  makes /health answer 503 (ok=0) or 200 again (a probe made to fail)
   GET  /stats          what it has seen (for tests): requests, cancelled, bytes received
   POST /crash          exits at once with status 1, as a server hitting a fatal error does
   POST /allocate?mb=N  allocates N MiB and keeps it (a batch too big for the memory limit)
@@ -48,6 +49,7 @@ class FakeModel:
         self.in_flight = 0
         self.stats = {"requests": 0, "cancelled": 0, "bytes_received": 0}
         self.held: list[bytearray] = []
+        self.healthy = True
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=0)
@@ -61,6 +63,7 @@ class FakeModel:
                 web.get("/slow", self.slow),
                 web.get("/ws", self.websocket),
                 web.get("/health", self.health),
+                web.post("/health", self.set_health),
                 web.get("/stats", self.get_stats),
                 web.post("/crash", self.crash),
                 web.post("/allocate", self.allocate),
@@ -200,7 +203,13 @@ class FakeModel:
     async def health(self, _: web.Request) -> web.Response:
         if time.monotonic() < self.ready_at:
             return web.Response(status=503, text="loading model\n")
+        if not self.healthy:
+            return web.Response(status=503, text="made unhealthy\n")
         return web.Response(text="ok\n")
+
+    async def set_health(self, request: web.Request) -> web.Response:
+        self.healthy = request.query.get("ok", "1") != "0"
+        return web.Response(text=f"healthy: {self.healthy}\n")
 
     async def get_stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats)

@@ -221,11 +221,6 @@ def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
     help="host:port for /metrics, /healthz and /readyz.",
 )
 @click.option(
-    "--pod-network",
-    hidden=True,  # the demo's local runtime only
-    help="POD_PREFIX=LOCAL_PREFIX: where the local runtime serves pod IPs.",
-)
-@click.option(
     "--keep-alive-seconds",
     default=10.0,
     show_default=True,

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from modelpilot.devcluster import controlplane, images, install, node
+from modelpilot.devcluster import controlplane, install, node
 from modelpilot.devcluster.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,15 +142,6 @@ def sample_model(node_: "Node", **changes: Any) -> dict[str, Any]:
     return manifest
 
 
-def _load_images(state: controlplane.ClusterState) -> dict[str, str]:
-    refs = {}
-    for image in (images.modelpilot_image(), images.sample_model_image()):
-        archive = images.build(image)
-        images.import_into(archive, image.ref, node.containerd_socket(state.node_dir))
-        refs[image.name] = image.ref
-    return refs
-
-
 # Package scope: the node and its pods are gone before the next tier starts (they would
 # otherwise compete for this machine's cores with it).
 @pytest.fixture(scope="package")
@@ -162,26 +153,9 @@ def cluster_node() -> Iterator[Node]:
     state = controlplane.up(STATE_DIR, node=True)
     try:
         api = config.new_client_from_config(str(state.kubeconfig))
-        refs = _load_images(state)
-        the_node = Node(state, api, refs)
+        the_node = Node(state, api, {})
         assert wait_until(the_node.node_ready, 60), "the node did not get Ready in 60s"
-        overlay = install.dev_overlay(
-            STATE_DIR / "overlay",
-            REPO / "manifests",
-            ["", "gpu"],
-            refs["modelpilot.local/modelpilot"],
-            state.prometheus_url,
-        )
-        install.install(state.kubeconfig, overlay)
-        for deployment in ("modelpilot-operator", "modelpilot-activator"):
-            the_node.kubectl(
-                "-n",
-                "modelpilot-system",
-                "rollout",
-                "status",
-                f"deployment/{deployment}",
-                "--timeout=180s",
-            )
+        the_node.images = install.on_node(state)
         yield the_node
     finally:
         controlplane.down(STATE_DIR)

@@ -66,11 +66,16 @@ def test_a_pod_without_an_address_is_no_target() -> None:
 def test_the_node_prometheus_runs_the_readmes_scrape_jobs_unchanged_but_for_discovery() -> None:
     discovery = {"file_sd_configs": [{"files": ["/x/pods.json"]}]}
     jobs = readme_scrape_jobs(REPO / "README.md", discovery)
-    assert [job["job_name"] for job in jobs] == ["modelpilot-meter", "modelpilot-engine"]
+    assert [job["job_name"] for job in jobs] == [
+        "modelpilot-meter",
+        "modelpilot-operator",
+        "modelpilot-engine",
+    ]
     for job in jobs:
         assert "kubernetes_sd_configs" not in job
         assert job["file_sd_configs"] == discovery["file_sd_configs"]
-    meter, engine = jobs
+    meter, operator, engine = jobs
+    assert operator["relabel_configs"][0]["regex"] == "modelpilot-operator"
     assert meter["honor_labels"] is True
     assert [r.get("regex") for r in meter["relabel_configs"][:2]] == [".+", "meter-metrics"]
     assert len(meter["relabel_configs"]) == 4

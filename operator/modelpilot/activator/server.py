@@ -43,11 +43,6 @@ class ActivatorConfig(BaseModel):
     host: str = Field("0.0.0.0", description="Address the models' ports listen on.")
     metrics_address: str = Field("0.0.0.0:9090", description="host:port of /metrics, /readyz.")
     max_body_bytes: int = Field(64 * 1024 * 1024, description="Largest request body held.")
-    pod_network: str | None = Field(
-        None,
-        description="Development only (the local runtime's simulated pod network): "
-        "POD_PREFIX=LOCAL_PREFIX, e.g. 10.244.0.=127.0.1., where pod IPs are served.",
-    )
     keep_alive_seconds: float = Field(
         10.0, gt=0, description="Seconds between SSE comments to a held streaming client."
     )
@@ -226,7 +221,7 @@ class Activator:
         ]
         if held:
             headers.append((HELD_HEADER, f"{held:.3f}"))
-        url = f"http://{self._local(address)}:{route.target_port}{request.rel_url}"
+        url = f"http://{address}:{route.target_port}{request.rel_url}"
         assert self._upstream is not None
         try:
             async with self._upstream.request(
@@ -256,13 +251,6 @@ class Activator:
         self.metrics.requests.labels(*key, "forwarded").inc()
         await stream.write_eof()
         return stream
-
-    def _local(self, address: str) -> str:
-        if self.config.pod_network:
-            pod, _, local = self.config.pod_network.partition("=")
-            if address.startswith(pod):
-                return local + address.removeprefix(pod)
-        return address
 
     # -- telling the operator --------------------------------------------------------------
     def _stamp(self, key: Key) -> None:

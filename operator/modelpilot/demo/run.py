@@ -1,15 +1,16 @@
 """`make demo`: the whole product on one machine.
 
-A local control plane (etcd, kube-apiserver, kube-controller-manager, Prometheus), the local
-runtime playing kubelet, the operator under its own RBAC, the sample ModelDeployment and
-bursty traffic. It watches in Recommend mode until the advisor speaks, switches the model to
-Auto, and compares before and after. Everything it started is stopped at the end.
+A local control plane (etcd, kube-apiserver, kube-controller-manager, Prometheus) with a real
+node (containerd, kubelet, kube-proxy, kube-scheduler), ModelPilot installed on it from
+manifests/ (the operator and the activator run as pods under their ServiceAccounts), the
+sample ModelDeployment and bursty traffic through its Service. It watches in Recommend mode
+until the advisor speaks, switches the model to Auto, and compares before and after.
+Everything it started is stopped at the end.
 """
 
 import asyncio
-import contextlib
 import json
-import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,33 +38,43 @@ from modelpilot.demo.view import (
     settings_line,
 )
 from modelpilot.demo.zero import MANIFEST as ZERO_MANIFEST
-from modelpilot.demo.zero import ZeroModel, start_activator
-from modelpilot.devcluster import controlplane
+from modelpilot.demo.zero import ZeroModel
+from modelpilot.devcluster import controlplane, install, node
 from modelpilot.devcluster.controlplane import REPO_ROOT, ClusterState
 from modelpilot.devcluster.processes import wait_until
-from modelpilot.devcluster.runtime import LocalRuntime, local_address
-from modelpilot.devcluster.servers import SAMPLE_MODEL, ActivatorProcess, OperatorProcess
 from modelpilot.times import clock
 from modelpilot.times import milliseconds as ms
 
 NAMESPACE = "demo"
 MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat.yaml"
-METER_IMAGE = "ghcr.io/modelpilot/modelpilot:0.1.0"
-# Images the local runtime can run, and the local command each stands for.
-IMAGES = {
-    "ghcr.io/modelpilot/modelpilot": [sys.executable, "-m", "modelpilot"],
-    "ghcr.io/modelpilot/sample-model": [sys.executable, str(SAMPLE_MODEL)],
-}
-LOOPBACK = "127.0.0.1,localhost"
+SAMPLE_IMAGE = "ghcr.io/modelpilot/sample-model:0.1.0"  # what the examples name
 SCRAPE_SECONDS = 2  # the local Prometheus' scrape interval
-# The advisor at demo speed: minutes of history at 3 s resolution instead of hours at 60 s
-# (it waits for 20 points after each change it makes: 60 s here).
-ADVISOR = {
-    "advisor_interval": 10,
-    "advisor_lookback": "150s",
-    "advisor_step": "3s",
-    "scrape_interval": f"{SCRAPE_SECONDS}s",
-}
+# The operator at demo speed: scaling every 2 s, and the advisor on minutes of history at
+# 3 s resolution instead of hours at 60 s (it waits for 20 points after each change it
+# makes: 60 s here). Everything else is manifests/operator.yaml's.
+DEMO_SPEED = [
+    "--scaler-interval=2",
+    "--resync-seconds=5",
+    "--advisor-interval=10",
+    "--advisor-lookback=150s",
+    "--advisor-step=3s",
+    f"--scrape-interval={SCRAPE_SECONDS}s",
+]
+
+
+def operator_args() -> list[str]:
+    deployment = next(
+        d
+        for d in yaml.safe_load_all((REPO_ROOT / "manifests" / "operator.yaml").read_text())
+        if d["kind"] == "Deployment"
+    )
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args + DEMO_SPEED
+
+
+def with_image(manifest: Path, images: dict[str, str]) -> str:
+    """The example as users apply it, naming the sample model's image built here."""
+    return manifest.read_text().replace(SAMPLE_IMAGE, images["modelpilot.local/sample-model"])
 
 
 @dataclass
@@ -183,18 +194,11 @@ class ModelClient:
     def has_active_replica(self) -> bool:
         return bool(((self.read().get("status") or {}).get("replicas") or {}).get("active"))
 
-    def endpoints(self) -> list[str]:
-        """host:port of each ready endpoint of the model's Service, on this machine."""
-        try:
-            ep = self.core.read_namespaced_endpoints(self.name, self.namespace)
-        except client.ApiException:
-            return []
-        found = []
-        for subset in ep.subsets or []:
-            # The Service's "http" port: the endpoints controller resolved it to the meter.
-            port = next((p.port for p in subset.ports or [] if p.name == "http"), None)
-            found += [f"{local_address(a.ip)}:{port}" for a in subset.addresses or [] if port]
-        return found
+    def service_address(self) -> str:
+        """ClusterIP:port of the model's Service: kube-proxy spreads connections over its
+        ready pods."""
+        service = self.core.read_namespaced_service(self.name, self.namespace)
+        return f"{service.spec.cluster_ip}:{service.spec.ports[0].port}"
 
     def set_mode(self, mode: str) -> dict[str, Any]:
         patch = {"spec": {"advisor": {"mode": mode}}}
@@ -222,19 +226,21 @@ class Demo:
         self.total_elapsed = 0.0
 
     # --- set-up --------------------------------------------------------------------------
-    def start_cluster(self) -> ClusterState:
+    def start_cluster(self) -> tuple[ClusterState, dict[str, str]]:
         controlplane.down(self.s.state_dir)  # a fresh cluster every run
         self.out_print(
-            "starting the local control plane (etcd, kube-apiserver, "
-            "kube-controller-manager, Prometheus)..."
+            "starting the local control plane (etcd, kube-apiserver, kube-controller-manager, "
+            "Prometheus) and a real node (containerd, kubelet, kube-proxy, kube-scheduler)..."
         )
-        state = controlplane.up(self.s.state_dir, controllers=True)
-        kubectl(state, "apply", "-k", str(REPO_ROOT / "crds"))
-        kubectl(state, "wait", "--for=condition=Established", "crd/modeldeployments.modelpilot.dev")
-        for name in ("namespace.yaml", "rbac.yaml", "activator/rbac.yaml"):
-            kubectl(state, "apply", "-f", str(REPO_ROOT / "manifests" / name))
+        state = controlplane.up(self.s.state_dir, node=True)
+        self.out_print(
+            "installing ModelPilot as users do: the images (built from Debian packages and "
+            "requirements.lock), then kubectl apply -k manifests/ (image and Prometheus URL "
+            "set for this machine, the operator at demo speed)..."
+        )
+        images = install.on_node(state, operator_args(), log=self.out_print)
         kubectl(state, "create", "namespace", NAMESPACE)
-        return state
+        return state, images
 
     def out_print(self, text: str) -> None:
         print(fit(text), flush=True)
@@ -247,8 +253,8 @@ class Demo:
             raise RuntimeError(
                 f"no replica of {self.model} became ready in 90 s; see {self.logs / 'pods'}"
             )
-        endpoints = await asyncio.to_thread(model.endpoints)
-        traffic = Traffic(self.s.pattern, lambda: endpoints)
+        service = await asyncio.to_thread(model.service_address)
+        traffic = Traffic(self.s.pattern, lambda: [service])
         stop = asyncio.Event()
         sender = asyncio.create_task(traffic.run(stop))
         total = self.s.minutes * 60
@@ -258,7 +264,6 @@ class Demo:
             while True:
                 await asyncio.sleep(1)
                 now = traffic.elapsed()
-                endpoints[:] = await asyncio.to_thread(model.endpoints)
                 self.status = (await asyncio.to_thread(model.read)).get("status") or {}
                 await self._tick(model, now, total, await prom.read(session))
                 # Past the end, wait up to a minute for Auto mode's first change.
@@ -375,51 +380,38 @@ class Demo:
         return bool(self.recs) and bool(changes)
 
 
+def save_logs(state: ClusterState, logs: Path) -> None:
+    """The operator's log (every replica's) and each pod's container logs, kept after the
+    node is gone."""
+    pods_dir = logs / "pods"
+    pods_dir.mkdir(parents=True, exist_ok=True)
+    for folder in node.POD_LOGS.glob("*_*_*") if node.POD_LOGS.is_dir() else []:
+        shutil.copytree(folder, pods_dir / folder.name, dirs_exist_ok=True)
+    parts = []
+    for folder in sorted(pods_dir.glob(f"{controlplane.OPERATOR_NAMESPACE}_modelpilot-operator-*")):
+        for log in sorted(folder.glob("operator/*.log")):
+            parts.append(f"==> {folder.name}/{log.name} <==\n{log.read_text(errors='replace')}")
+    (logs / "operator.log").write_text("\n".join(parts))
+
+
 def run(settings: Settings) -> int:
     doc = yaml.safe_load(MANIFEST.read_text())
     model = doc["metadata"]["name"]
     demo = Demo(settings, model)
-    runtime: LocalRuntime | None = None
-    operator: OperatorProcess | None = None
-    activator: ActivatorProcess | None = None
     state: ClusterState | None = None
     ok = False
     started = time.monotonic()
-    # Loopback never goes through a proxy (the operator's Prometheus client honours them).
-    os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), LOOPBACK]))
     try:
-        state = demo.start_cluster()
+        state, images = demo.start_cluster()
         api = config.new_client_from_config(config_file=str(state.kubeconfig))
-        runtime = LocalRuntime(
-            api,
-            demo.logs / "pods",
-            IMAGES,
-            state.prometheus_targets_dir,
-            namespaces=(NAMESPACE,),
-        ).start()
-        operator = OperatorProcess(
-            demo.logs / "operator.log",
-            state.operator_kubeconfig,
-            namespace=NAMESPACE,
-            prometheus_url=state.prometheus_url,
-            meter_image=METER_IMAGE,
-            scaler_interval=2,
-            resync_seconds=5,
-            activator_namespace=controlplane.OPERATOR_NAMESPACE,
-            **ADVISOR,
-        )
-        activator = start_activator(state, api, demo.logs)
-        host_port = operator.metrics_url.split("//", 1)[1].split("/", 1)[0]
-        (state.prometheus_targets_dir / "operator.json").write_text(
-            json.dumps([{"targets": [host_port], "labels": {"job": "modelpilot-operator"}}])
-        )
         demo.out_print(
-            f"operator running (log: {operator.log}); applying {MANIFEST.relative_to(REPO_ROOT)}"
+            f"operator running (2 pods, one leading); applying "
+            f"{MANIFEST.relative_to(REPO_ROOT)} (image {images['modelpilot.local/sample-model']})"
         )
-        kubectl(state, "apply", "-n", NAMESPACE, "-f", str(MANIFEST))
-        kubectl(state, "apply", "-n", NAMESPACE, "-f", str(ZERO_MANIFEST))
+        for manifest in (MANIFEST, ZERO_MANIFEST):
+            kubectl_apply(state, NAMESPACE, with_image(manifest, images))
         asyncio.run(demo.watch(state, api))
-        woke = asyncio.run(ZeroModel(api, NAMESPACE, demo.out_print).wake(activator))
+        woke = asyncio.run(ZeroModel(api, NAMESPACE, demo.out_print).wake())
         ok = demo.report() and woke
         if not ok:
             print(
@@ -435,12 +427,8 @@ def run(settings: Settings) -> int:
     except Exception as exc:  # set-up failures: say what and where to look
         print(f"\nerror: {exc}", file=sys.stderr)
     finally:
-        if runtime is not None:
-            runtime.stop()
-        for process in (operator, activator):
-            if process is not None:
-                with contextlib.suppress(Exception):
-                    process.stop()
+        if state is not None:
+            save_logs(state, demo.logs)
         if state is not None and not settings.keep_cluster:
             controlplane.down(settings.state_dir)
         if settings.keep_cluster:
@@ -452,7 +440,19 @@ def run(settings: Settings) -> int:
             spent = clock(time.monotonic() - started)
             print(f"\nstopped everything the demo started ({spent} in all).")
         demo.out_print(
-            f"logs: {demo.logs} (operator.log, pods/<pod>/<container>.log, the control "
+            f"logs: {demo.logs} (operator.log, pods/<pod>/<container>/N.log, the control "
             f"plane's, and {model}.yaml: the ModelDeployment as it ended)"
         )
     return 0 if ok else 1
+
+
+def kubectl_apply(state: ClusterState, namespace: str, manifest: str) -> None:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={state.kubeconfig}", "-n", namespace, "apply", "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl apply failed: {result.stderr.strip()}")

@@ -1,6 +1,5 @@
-"""The demo's clients: open-loop streamed chat completions on an on/off pattern, spread
-over a Service's ready endpoints (what a client behind kube-proxy sees), every outcome
-recorded."""
+"""The demo's clients: open-loop streamed chat completions on an on/off pattern, sent to a
+model's Service, every outcome recorded."""
 
 import asyncio
 import itertools
@@ -74,7 +73,9 @@ class Traffic:
         in_flight: set[asyncio.Task[None]] = set()
         counter = itertools.count()
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        connector = aiohttp.TCPConnector(limit=0)
+        # A connection per request, as many users each with their own: kube-proxy balances
+        # connections, so a kept-alive pool would stay on the pods that existed when it opened.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while not stop.is_set():
                 n = next(counter)

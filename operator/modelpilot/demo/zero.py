@@ -1,11 +1,10 @@
 """The demo's scale-to-zero part: a second sample model that idles at 0 replicas, then a
-burst through its Service wakes it. The activator runs as a local process behind an
-activator pod the demo registers (the local runtime serves only the demo's namespace)."""
+burst through its Service wakes it (kube-proxy sends it to the activator pods, which hold
+the requests until the model answers)."""
 
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,35 +12,20 @@ from kubernetes import client
 
 from modelpilot.api import ACTIVATOR_APP, GROUP, PLURAL, VERSION
 from modelpilot.demo.traffic import CHAT
-from modelpilot.devcluster.controlplane import OPERATOR_NAMESPACE, REPO_ROOT, ClusterState
-from modelpilot.devcluster.kubelet import FakeKubelet
+from modelpilot.devcluster.controlplane import OPERATOR_NAMESPACE, REPO_ROOT
 from modelpilot.devcluster.processes import wait_until
-from modelpilot.devcluster.runtime import LOCAL_NETWORK, POD_NETWORK
-from modelpilot.devcluster.servers import ActivatorProcess
+from modelpilot.devcluster.servers import scrape, value
 from modelpilot.times import clock
 
 MANIFEST = REPO_ROOT / "examples" / "sample-model" / "sample-chat-zero.yaml"
-ACTIVATOR_IP = "127.0.3.1"  # the activator pod's address (served on loopback; not the tests')
 BURST = 12
-
-
-def start_activator(state: ClusterState, api: client.ApiClient, log_dir: Path) -> ActivatorProcess:
-    kubelet = FakeKubelet(api)
-    name = "modelpilot-activator-0"
-    kubelet.create_pod(OPERATOR_NAMESPACE, name, labels={"app.kubernetes.io/name": ACTIVATOR_APP})
-    activator = ActivatorProcess(
-        log_dir / "activator.log",
-        state.activator_kubeconfig,
-        ACTIVATOR_IP,
-        pod_network=f"{POD_NETWORK}={LOCAL_NETWORK}",
-    )
-    kubelet.set_status(OPERATOR_NAMESPACE, name, "True", pod_ip=ACTIVATOR_IP)
-    return activator
+ACTIVATOR_METRICS_PORT = 9090  # manifests/activator/activator.yaml
 
 
 class ZeroModel:
     def __init__(self, api: client.ApiClient, namespace: str, say: Callable[[str], None]) -> None:
         self.custom, self.apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.namespace, self.name, self.say = namespace, "sample-chat-zero", say
 
     def status(self) -> dict[str, Any]:
@@ -53,7 +37,21 @@ class ZeroModel:
     def replicas(self) -> int:
         return int(self.apps.read_namespaced_deployment(self.name, self.namespace).spec.replicas)
 
-    async def wake(self, activator: ActivatorProcess) -> bool:
+    def held(self) -> float:
+        """Requests the activator pods hold now (their /metrics)."""
+        pods = self.core.list_namespaced_pod(
+            OPERATOR_NAMESPACE, label_selector=f"app.kubernetes.io/name={ACTIVATOR_APP}"
+        ).items
+        return sum(
+            value(
+                scrape(f"http://{pod.status.pod_ip}:{ACTIVATOR_METRICS_PORT}/metrics"),
+                "modelpilot_activator_requests_held",
+            )
+            for pod in pods
+            if pod.status.pod_ip
+        )
+
+    async def wake(self) -> bool:
         """A burst at the model while it has no replica: True when every request got 200."""
         status = await asyncio.to_thread(self.status)
         activator_status = status.get("activator") or {}
@@ -63,6 +61,10 @@ class ZeroModel:
             self.say(f"{self.name} is not routed through the activator: {activator_status}")
             return False
         port = activator_status["port"]
+        service = await asyncio.to_thread(
+            self.core.read_namespaced_service, self.name, self.namespace
+        )
+        url = f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}"
         self.say(
             f"\n== Scale to zero: {self.name} (minReplicas 0) has {status['replicas']['desired']} "
             f"replicas; Ready={ready.get('status')} ({ready.get('reason')}); its Service sends "
@@ -76,7 +78,7 @@ class ZeroModel:
 
             async def ask() -> tuple[int, float]:
                 async with http.post(
-                    f"http://{ACTIVATOR_IP}:{port}/v1/chat/completions",
+                    f"{url}/v1/chat/completions",
                     data=CHAT,
                     headers={"Content-Type": "application/json"},
                 ) as response:
@@ -97,9 +99,7 @@ class ZeroModel:
                     )
                     asked = count
                 if now >= next_line:
-                    held = await asyncio.to_thread(
-                        activator.value, "modelpilot_activator_requests_held"
-                    )
+                    held = await asyncio.to_thread(self.held)
                     replicas = (await asyncio.to_thread(self.status)).get("replicas") or {}
                     self.say(
                         f"[+{now:.0f}s] held at the activator: {held:.0f}; replicas starting "

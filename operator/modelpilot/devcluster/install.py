@@ -7,9 +7,12 @@ left out, so the tests install exactly what users install, minus what 1.20 canno
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
+from modelpilot.devcluster import controlplane, images, node
 
 
 def install(kubeconfig: Path, folder: Path) -> list[str]:
@@ -43,11 +46,17 @@ IMAGE = "ghcr.io/modelpilot/modelpilot"  # what manifests/ name
 
 
 def dev_overlay(
-    dest: Path, manifests: Path, bases: list[str], image_ref: str, prometheus_url: str
+    dest: Path,
+    manifests: Path,
+    bases: list[str],
+    image_ref: str,
+    prometheus_url: str,
+    operator_args: list[str] | None = None,
 ) -> Path:
     """A kustomization over `manifests` (its folders `bases`, "" for the top) that differs
     from what users apply in two things only: the image (built here, never pulled) and the
-    Prometheus the operator reads."""
+    Prometheus the operator reads; and, when given, the operator's arguments (the demo runs
+    it at demo speed)."""
     dest.mkdir(parents=True, exist_ok=True)
     name, tag = image_ref.rsplit(":", 1)
     (dest / "operator-env.yaml").write_text(
@@ -62,6 +71,7 @@ def dev_overlay(
                             "containers": [
                                 {
                                     "name": "operator",
+                                    **({"args": operator_args} if operator_args else {}),
                                     "env": [
                                         {
                                             "name": "MODELPILOT_PROMETHEUS_URL",
@@ -91,3 +101,46 @@ def dev_overlay(
         )
     )
     return dest
+
+
+def on_node(
+    state: controlplane.ClusterState,
+    operator_args: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """ModelPilot on the control plane's node as users install it: the images built and
+    imported into the node, then `kubectl apply -k` of the dev overlay (manifests/ and
+    manifests/gpu), waiting for the operator and the activator to roll out. Returns the
+    image refs by repository."""
+    refs = {}
+    for image in (images.modelpilot_image(), images.sample_model_image()):
+        archive = images.build(image, log=log)
+        images.import_into(archive, image.ref, node.containerd_socket(state.node_dir))
+        refs[image.name] = image.ref
+    overlay = dev_overlay(
+        state.state_dir / "overlay",
+        controlplane.REPO_ROOT / "manifests",
+        ["", "gpu"],
+        refs[images.modelpilot_image().name],
+        state.prometheus_url,
+        operator_args,
+    )
+    install(state.kubeconfig, overlay)
+    for deployment in ("modelpilot-operator", "modelpilot-activator"):
+        result = subprocess.run(
+            [
+                "kubectl",
+                f"--kubeconfig={state.kubeconfig}",
+                "-n",
+                controlplane.OPERATOR_NAMESPACE,
+                "rollout",
+                "status",
+                f"deployment/{deployment}",
+                "--timeout=180s",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{deployment} did not roll out: {result.stderr.strip()}")
+    return refs

@@ -14,6 +14,7 @@ those too.
 """
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -72,10 +73,31 @@ def preflight() -> None:
     for name in ("containerd", "runc", "iptables", "ip"):
         if shutil.which(name) is None:
             raise NodeUnsupportedError(f"{name} not found: run `make setup`")
+    if other := running_node():
+        raise NodeUnsupportedError(
+            f"a node already runs on this machine (kubelet root {other}): one at a time; "
+            "stop it with `python -m modelpilot.devcluster down --state-dir` its state folder"
+        )
     if not Path("/usr/lib/cni/bridge").exists():
         raise NodeUnsupportedError(
             "CNI plugins not found in /usr/lib/cni: apt-get install containernetworking-plugins"
         )
+
+
+def running_node() -> str | None:
+    """The kubelet root folder of a node of ours that runs now, if any (its pods would share
+    the bridge and its addresses)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if cmdline[0].endswith("kubelet") and f"--hostname-override={NODE_NAME}" in cmdline:
+            root = next((a for a in cmdline if a.startswith("--root-dir=")), "--root-dir=?")
+            return root.split("=", 1)[1]
+    return None
 
 
 # --- configuration (pure) -----------------------------------------------------------------
@@ -227,6 +249,7 @@ def start(
     for d in ("containerd", "kubelet", "cni/net.d", "cni/ipam"):
         (node_dir / d).mkdir(parents=True, exist_ok=True)
     socket = containerd_socket(node_dir)
+    socket.parent.mkdir(parents=True, exist_ok=True)
     # What was there before is not ours to remove.
     before = sorted(p.name for p in POD_LOGS.iterdir()) if POD_LOGS.is_dir() else []
     (node_dir / "pod-logs-before.json").write_text(json.dumps(before))
@@ -319,7 +342,9 @@ def start(
 
 
 def containerd_socket(node_dir: Path) -> Path:
-    return node_dir / "containerd.sock"
+    """Under /run: a socket path has room for 107 bytes, a state folder may be deep."""
+    digest = hashlib.sha256(str(node_dir).encode()).hexdigest()[:12]
+    return Path("/run/modelpilot") / digest / "containerd.sock"
 
 
 def _containerd_ready(socket: Path) -> bool:
@@ -386,6 +411,7 @@ def cleanup(node_dir: Path) -> None:
     for netns in _pod_netns():
         _sh("ip", "netns", "delete", netns, check=False)
     _sh("ip", "link", "delete", BRIDGE, check=False)
+    shutil.rmtree(containerd_socket(node_dir).parent, ignore_errors=True)
     before_file = node_dir / "pod-logs-before.json"
     if before_file.exists() and POD_LOGS.is_dir():
         before = set(json.loads(before_file.read_text()))

@@ -1,6 +1,7 @@
-"""`make demo`, shortened: its own control plane (with kube-controller-manager), the local
-runtime, the operator, the sample model and traffic; it must end by itself having shown a
-recommendation with its evidence and a change applied in Auto mode."""
+"""`make demo`, shortened: its own control plane and real node, ModelPilot installed from
+manifests/, the sample model and traffic through its Service; it must end by itself having
+shown a recommendation with its evidence, a change applied in Auto mode and a model woken
+from zero. (It runs before the tier's own node starts: one node at a time on a machine.)"""
 
 import json
 import subprocess
@@ -9,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from modelpilot.devcluster import controlplane
+from modelpilot.devcluster import controlplane, node
 
 
 @pytest.mark.timeout(600)
 def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Path) -> None:
+    try:
+        node.preflight()
+    except node.NodeUnsupportedError as exc:
+        pytest.skip(f"no real node on this machine: {exc}")
     state_dir = tmp_path / "demo"
     try:
         result = subprocess.run(

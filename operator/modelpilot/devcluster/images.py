@@ -41,6 +41,8 @@ LIB_DIR = "opt/modelpilot/lib"
 BUILD_VERSION = "3"  # bump when the way layers are made changes
 USER = "65532:65532"
 USER_NAME = "modelpilot"
+# Both Python images: modules from LIB_DIR, no byte-code written, output unbuffered.
+PYTHON_ENV = (f"PYTHONPATH=/{LIB_DIR}", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
 CACHE = CACHE_DIR / "images"
 # Everyone's layers carry fixed times and owners, so equal inputs give equal digests.
 EPOCH = 1_700_000_000
@@ -255,7 +257,7 @@ def modelpilot_image(repo: Path = REPO_ROOT) -> Image:
             ),
         ),
         entrypoint=("python3", "-m", "modelpilot"),
-        env=(f"PYTHONPATH=/{LIB_DIR}", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"),
+        env=PYTHON_ENV,
     )
 
 
@@ -282,7 +284,7 @@ def sample_model_image(repo: Path = REPO_ROOT) -> Image:
             ),
         ),
         entrypoint=("python3", "/app/server.py", "--host", "0.0.0.0"),
-        env=(f"PYTHONPATH=/{LIB_DIR}", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"),
+        env=PYTHON_ENV,
     )
 
 
@@ -345,7 +347,7 @@ def build(image: Image, log: Callable[[str], None] = print) -> Path:
 
 def import_into(archive: Path, ref: str, containerd_socket: Path) -> None:
     """Load the archive into a containerd's `k8s.io` namespace (the CRI's) as `ref`."""
-    name, tag = ref.rsplit(":", 1)
+    # The layout's tag is the image's tag, so base-name:tag is `ref`.
     _run(
         [
             find_binary("ctr"),
@@ -353,12 +355,11 @@ def import_into(archive: Path, ref: str, containerd_socket: Path) -> None:
             "--namespace=k8s.io",
             "images",
             "import",
-            f"--base-name={name}",
+            f"--base-name={ref.rsplit(':', 1)[0]}",
             str(archive),
         ],
         f"importing {ref}",
     )
-    del tag  # the layout's tag is the image's tag, so base-name:tag is `ref`
 
 
 def pause_image() -> Image:

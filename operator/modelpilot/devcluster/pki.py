@@ -50,35 +50,7 @@ def ensure_pki(pki_dir: Path) -> None:
     # A certificate made for fewer names (an older state folder) is made again.
     if not crt.exists() or not ext.exists() or ext.read_text() != ext_text:
         ext.write_text(ext_text)
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca_crt),
-            "-CAkey",
-            str(ca_key),
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(crt),
-        )
+        _sign(pki_dir, key, csr, crt, "/CN=127.0.0.1", ext)
     if not sa_key.exists():
         _openssl("genrsa", "-out", str(sa_key), "2048")
         _openssl("rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
@@ -97,6 +69,11 @@ def ensure_client_cert(pki_dir: Path, name: str, user: str, group: str | None = 
         "keyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=clientAuth\n"
     )
+    _sign(pki_dir, key, csr, crt, subject, ext)
+
+
+def _sign(pki_dir: Path, key: Path, csr: Path, crt: Path, subject: str, ext: Path) -> None:
+    """A new key and a certificate for `subject` signed by the CA, with `ext`'s extensions."""
     _openssl(
         "req",
         "-newkey",

@@ -34,3 +34,27 @@ def test_a_model_reads_the_latency_of_its_own_objective() -> None:
     assert ttft[("ns", "chat")].engine_queue == [4.0, None]
     e2e = assemble(results, times, 60, {})
     assert e2e[("ns", "chat")].latency == [9.5, 9.1]
+
+
+def test_answers_land_on_the_grid_summed_with_gaps_and_non_numbers_left_unknown() -> None:
+    times = [0.0, 60.0, 120.0, 180.0]
+    labels = {"namespace": "ns", "model_deployment": "chat"}
+
+    def answer(values: list[list[object]], **more: str) -> dict[str, object]:
+        return {"metric": labels | more, "values": values}
+
+    results = {
+        "rps_by_class": [  # a class with gaps first, then a whole one added to it
+            answer([[60, "0.5"], [180, "1"]], status_class="5xx"),
+            answer([[0, "1"], [60, "2"], [120, "3"], [180, "4"]], status_class="2xx"),
+        ],
+        "concurrency": [answer([[-60, "9"], [0, "1"], [60, "2"]])],  # one before the grid
+        "desired": [answer([[0, "1"], [60, "+Inf"], [120, "2"], [180, "3"]])],
+        "queue": [answer([[0, "5"], [60, "6"], [120, "7"], [180, "8"]])],
+    }
+    h = assemble(results, times, 60, {})[("ns", "chat")]
+    assert h.rps == [1.0, 2.5, 3.0, 5.0]
+    assert h.errors == [None, 0.5, None, 1.0]
+    assert h.concurrency == [1.0, 2.0, None, None]
+    assert h.desired == [1.0, None, 2.0, 3.0]
+    assert h.queue == [5.0, 6.0, 7.0, 8.0]

@@ -1,5 +1,5 @@
 """Replay: a model's traffic under other autoscaling settings, step by step, with the
-scaling rule the operator runs (`scaler.policy.decide`).
+scaling rule the operator runs (`scaler.policy.advance`, the core of its `decide`).
 
 The model of a replica: it serves its share of the in-flight requests with latency
 base + per_request x (per-replica concurrency - 1); in-flight requests follow Little's law
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from modelpilot.advisor.model import History
-from modelpilot.advisor.rules import percentile
+from modelpilot.advisor.rules import ranked
 from modelpilot.api.spec import AutoscalingSpec
-from modelpilot.scaler.policy import Observation, ScalerState, decide
+from modelpilot.scaler.policy import ScalerState, advance
 
 Load = Callable[[float], float]  # seconds since start -> requests per second
 
@@ -80,36 +80,91 @@ def run(
     noise: float = 0.03,
 ) -> list[Step]:
     """`seconds` of `load` under `settings`, one Step per `step`."""
-    rng = random.Random(seed)
-    b = behaviour
+    times = [n * step for n in range(int(seconds // step))]
+    rps = [max(load(t), 0.0) for t in times]
+    queued = [async_load(t) for t in times] if async_load is not None else None
+    path = trajectory(settings, rps, behaviour, step, random.Random(seed), noise, queued)
+    return [
+        Step(t, *point)
+        for t, point in zip(
+            times,
+            zip(
+                rps,
+                path.concurrency,
+                path.latency,
+                path.active,
+                path.starting,
+                path.desired,
+                path.queue,
+                strict=True,
+            ),
+            strict=True,
+        )
+    ]
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """A run's signals, a list each with one value per step."""
+
+    concurrency: list[float]
+    latency: list[float]
+    active: list[int]
+    starting: list[int]
+    desired: list[int]
+    queue: list[float]
+
+
+def trajectory(
+    settings: AutoscalingSpec,
+    rps: Sequence[float],
+    b: ModelBehaviour,
+    step: float,
+    rng: random.Random | None = None,
+    noise: float = 0.0,
+    async_rps: Sequence[float] | None = None,
+) -> Trajectory:
+    """Arrivals (`rps` per step, >= 0) under `settings`: the scaler's rule decides at every
+    step on the window's average concurrency. The inner loop of every replay (thousands of
+    steps per candidate setting, candidates per troubled model, models per fleet), so it
+    keeps plain lists and calls the rule's message-free core."""
     state = ScalerState(replicas=settings.min_replicas)
     # When each replica is active, kept sorted: replicas start in time order and the
     # latest started go first on the way down.
     ready_at: list[float] = [-1.0] * settings.min_replicas
     window: deque[float] = deque(maxlen=max(1, int(settings.autoscaling_window_seconds // step)))
     queue = 0.0
-    steps = []
-    for n in range(int(seconds // step)):
+    path = Trajectory([], [], [], [], [], [])
+    jitter = rng.uniform if rng is not None and noise else None
+    # Bound once: this loop runs some half a million times per fleet evaluation.
+    ready = bisect.bisect_right
+    add_concurrency, add_latency = path.concurrency.append, path.latency.append
+    add_active, add_starting = path.active.append, path.starting.append
+    add_desired, add_queue = path.desired.append, path.queue.append
+    for n, r in enumerate(rps):
         t = n * step
-        rps = max(load(t), 0.0)
-        active = bisect.bisect_right(ready_at, t)
-        starting = len(ready_at) - active
+        count = len(ready_at)
+        active = ready(ready_at, t)
+        starting = count - active
         soonest = ready_at[active] - t if starting else 0.0
-        latency, concurrency = latency_at(rps, active, b, soonest / 2)
-        if noise:
-            latency *= 1 + rng.uniform(-noise, noise)
-        if async_load is not None:
-            queue = max(queue + (async_load(t) - active * b.async_per_replica_rps) * step, 0)
+        latency, concurrency = latency_at(r, active, b, soonest / 2)
+        if jitter is not None:
+            latency *= 1 + jitter(-noise, noise)
+        if async_rps is not None:
+            queue = max(queue + (async_rps[n] - active * b.async_per_replica_rps) * step, 0)
         window.append(concurrency)
-        decision = decide(settings, Observation(sum(window) / len(window)), state, t)
-        state = decision.state
-        if decision.replicas > len(ready_at):
-            ready_at += [t + b.startup_seconds] * (decision.replicas - len(ready_at))
-        elif decision.replicas < len(ready_at):
-            del ready_at[decision.replicas :]
-        desired = decision.desired or decision.replicas
-        steps.append(Step(t, rps, concurrency, latency, active, starting, desired, queue))
-    return steps
+        replicas, want, _, state = advance(settings, sum(window) / len(window), state, t)
+        if replicas > count:
+            ready_at += [t + b.startup_seconds] * (replicas - count)
+        elif replicas < count:
+            del ready_at[replicas:]
+        add_concurrency(concurrency)
+        add_latency(latency)
+        add_active(active)
+        add_starting(starting)
+        add_desired(want or replicas)
+        add_queue(queue)
+    return path
 
 
 def history(steps: list[Step], start: float, step: float = 15.0) -> History:
@@ -170,8 +225,8 @@ def _runs(flags: Sequence[bool]) -> list[int]:
 
 def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Least squares: (slope, intercept)."""
-    mean_x = statistics.fmean(x for x, _ in pairs)
-    mean_y = statistics.fmean(y for _, y in pairs)
+    mean_x = statistics.fmean([x for x, _ in pairs])  # lists: fmean counts a generator
+    mean_y = statistics.fmean([y for _, y in pairs])  # item by item in Python
     var = sum((x - mean_x) ** 2 for x, _ in pairs)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var if var else 0.0
     return slope, mean_y - slope * mean_x
@@ -223,12 +278,19 @@ def fit(h: History) -> Fitted | None:
 def replay(fitted: Fitted, settings: AutoscalingSpec, start: float = 0.0) -> History:
     """The fitted arrivals under `settings`, as a History on the same grid (its latency at
     the objective's percentile, as the history it was fitted from)."""
-    seconds = len(fitted.arrivals) * fitted.step
-    steps = run(settings, fitted.load(), fitted.behaviour, seconds, fitted.step, noise=0.0)
-    replayed = history(steps, start, fitted.step)
-    tail = fitted.tail_ratio
-    return replayed.model_copy(
-        update={"latency": [v * tail if v is not None else None for v in replayed.latency]}
+    rps, step, tail = fitted.arrivals, fitted.step, fitted.tail_ratio
+    path = trajectory(settings, rps, fitted.behaviour, step)
+    return History(
+        times=[start + n * step for n in range(len(rps))],
+        step=step,
+        concurrency=path.concurrency,
+        latency=[v * tail if r > 0 else None for v, r in zip(path.latency, rps, strict=True)],
+        rps=rps,
+        errors=[0.0] * len(rps),
+        active=[float(a) for a in path.active],
+        starting=[float(s) for s in path.starting],
+        desired=[float(d) for d in path.desired],
+        queue=path.queue,
     )
 
 
@@ -252,6 +314,7 @@ def outcome(h: History, objective_seconds: float | None) -> Outcome:
     replicas = [a + (s or 0) for a, s in zip(h.active, h.starting, strict=True) if a is not None]
     busy = [lat for lat, r in zip(h.latency, h.rps, strict=True) if lat is not None and r]
     changes = [b - a for a, b in itertools.pairwise(replicas) if b != a]
+    ordered = sorted(busy)
     hours = len(h.times) * h.step / 3600
     within = (
         sum(lat <= objective_seconds for lat in busy) / len(busy)
@@ -260,9 +323,9 @@ def outcome(h: History, objective_seconds: float | None) -> Outcome:
     )
     return Outcome(
         replica_hours=sum(replicas) * h.step / 3600,
-        latency_p50=percentile(busy, 50) if busy else None,
-        latency_p95=percentile(busy, 95) if busy else None,
-        latency_p99=percentile(busy, 99) if busy else None,
+        latency_p50=ranked(ordered, 50) if busy else None,
+        latency_p95=ranked(ordered, 95) if busy else None,
+        latency_p99=ranked(ordered, 99) if busy else None,
         attainment=within,
         cold_starts=sum(1 for c in changes if c > 0),
         scale_events_per_hour=len(changes) / hours if hours else 0.0,

@@ -33,7 +33,11 @@ def _known(values: Series) -> list[float]:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of a non-empty sequence."""
-    ordered = sorted(values)
+    return ranked(sorted(values), q)
+
+
+def ranked(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty sorted sequence (several of one sort)."""
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 

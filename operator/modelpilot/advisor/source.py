@@ -11,10 +11,12 @@ import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from modelpilot.advisor.model import SIGNALS, History, Objective
 from modelpilot.api import Key
@@ -146,7 +148,21 @@ def assemble(
     first, size = (times[0], len(times)) if times else (0.0, 0)
 
     def put(series: list[float | None], values: list[list[Any]], add: bool = False) -> None:
-        # A hot loop (points x series x signals): plain arithmetic, no per-point lookups.
+        # Points x series x signals: a million points for a fleet. Prometheus answers on
+        # the grid, so a series whose first and last points are as far apart as it has
+        # points has no gap: converted in C and put in one slice.
+        n = len(values)
+        i = int((values[0][0] - first) / step + 0.5) if n else -1
+        if i >= 0 and i + n <= size and int((values[-1][0] - first) / step + 0.5) == i + n - 1:
+            parsed = list(map(float, map(itemgetter(1), values)))
+            if all(map(math.isfinite, parsed)):  # "NaN", "+Inf": the loop below skips them
+                before = series[i : i + n]
+                series[i : i + n] = (
+                    [v + c if c is not None else v for v, c in zip(parsed, before, strict=True)]
+                    if add
+                    else parsed
+                )
+                return
         for ts, raw in values:
             i = int((ts - first) / step + 0.5)
             if not 0 <= i < size or raw in ("NaN", "+Inf", "-Inf"):
@@ -185,11 +201,16 @@ def assemble(
     return histories
 
 
-@dataclass
+@dataclass(repr=False)
 class Fetched:
     histories: dict[Key, History]
     queries: int
     read: str = FROM_RAW  # where the history came from (FROM_RULES or FROM_RAW)
+
+    def __repr__(self) -> str:
+        # Short: asyncio.run() formats its main task, result included, when it restores
+        # the SIGINT handler, and a fleet's histories written out cost 0.3 s each time.
+        return f"Fetched({len(self.histories)} models, {self.queries} queries, {self.read})"
 
 
 async def fetch(
@@ -276,14 +297,25 @@ async def _rules_phase(prometheus: PrometheusConnect, start: float) -> float | N
 def range_query(
     prometheus: PrometheusConnect, query: str, start: float, end: float, step: int
 ) -> list[dict[str, Any]]:
-    """A range query at exactly these instants: the client rounds its times to whole
-    seconds, which would read a recording rule's sample from an interval before."""
-    exact = {"start": f"{start:.3f}", "end": f"{end:.3f}"}
-    result: list[dict[str, Any]] = prometheus.custom_query_range(
-        query, start_time=_dt(start), end_time=_dt(end), step=str(step), params=exact
+    """A range query at exactly these instants, as the client's `custom_query_range` sends
+    it (its session, headers, auth and timeout), but with the times to the millisecond (the
+    client rounds them to whole seconds, which would read a recording rule's sample from an
+    interval before) and the answer parsed by orjson (a fleet's answer is megabytes of JSON:
+    the standard parser took twice as long)."""
+    session = prometheus._session
+    response = session.request(
+        method=prometheus._method,
+        url=f"{prometheus.url}/api/v1/query_range",
+        params={"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)},
+        verify=session.verify,
+        headers=prometheus.headers,
+        auth=prometheus.auth,
+        cert=session.cert,
+        timeout=prometheus._timeout,
     )
+    if response.status_code != 200:
+        raise PrometheusApiClientException(
+            f"HTTP Status Code {response.status_code} ({response.content[:1000]!r})"
+        )
+    result: list[dict[str, Any]] = orjson.loads(response.content)["data"]["result"]
     return result
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

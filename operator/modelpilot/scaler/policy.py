@@ -70,109 +70,143 @@ class Decision(NamedTuple):  # a tuple, as Observation
 TOLERANCE = 0.1  # of the per-replica target, as the HorizontalPodAutoscaler's
 
 
+def per_replica(settings: AutoscalingSpec) -> float:
+    """Concurrency one replica is meant to carry."""
+    return settings.concurrency_target * settings.target_utilization_percentage / 100
+
+
 def desired_replicas(settings: AutoscalingSpec, average: float, current: int | None = None) -> int:
     """Replicas for `average` concurrency. rate() over a short window reads a hair off the
     true load, and a replica is a whole GPU: so the count holds while the load per current
     replica is within 10% of the target (the HPA's tolerance), and a replica is only added
     for more than a tenth of one replica's target (6.004 in flight at 1 per replica is 6
     replicas, not 7; 6.2 is 7)."""
-    per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
-    needed = average / per_replica
+    # per_replica(settings), inline: this runs at every step of every replay.
+    needed = average / (settings.concurrency_target * settings.target_utilization_percentage / 100)
     if current and abs(needed / current - 1) <= TOLERANCE:
         raw = current
     else:
-        raw = math.ceil(round(needed - TOLERANCE, 9))  # round: float noise is no load
-    return min(max(raw, settings.min_replicas), settings.max_replicas)
+        # ceil(round(x, 9)): float noise is no load. round() is dear, and it can change the
+        # result only just above a whole number, so it is called only there.
+        x = needed - TOLERANCE
+        raw = math.ceil(x)
+        if raw - x > 1 - 2e-9:
+            raw = math.ceil(round(x, 9))
+    return _clamp(raw, settings.min_replicas, settings.max_replicas)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    """min(max(value, low), high), at a fifth of the builtins' cost (replays clamp at
+    every step)."""
+    value = low if value < low else value
+    return high if value > high else value
+
+
+def _lower(
+    settings: AutoscalingSpec, state: ScalerState, want: int, now: float
+) -> tuple[float, int, int]:
+    """For a lower desired count: since when it has been wanted, the highest count wanted
+    since, and how long it must hold (a step down already taken waits only a window)."""
+    if state.lower_since is None:
+        since, highest = now, want
+    else:
+        since, highest = state.lower_since, max(state.lower_max, want)
+    wait = (
+        settings.autoscaling_window_seconds if state.stepping else settings.scale_down_delay_seconds
+    )
+    return since, highest, wait
+
+
+def advance(
+    settings: AutoscalingSpec,
+    average: float | None,
+    state: ScalerState,
+    now: float,
+    partial: bool = False,
+) -> tuple[int, int | None, str, ScalerState]:
+    """The rule itself: (replicas, desired now or None when unknown, reason, next state)
+    for an average concurrency (None: unknown) with some serving pods unreported or not
+    (`partial`). Replays call it on every step of every candidate setting, so it takes
+    plain values and builds no message."""
+    current = state.replicas
+    # Bounds first: a count outside [min, max] (settings changed) is corrected at once.
+    if current < settings.min_replicas or current > settings.max_replicas:
+        bounded = _clamp(current, settings.min_replicas, settings.max_replicas)
+        if bounded != current:
+            return bounded, None, "OutOfBounds", ScalerState(bounded, last_scale=now)
+    if average is None:
+        return current, None, "MetricsUnavailable", state.waiting(None, 0)
+    want = desired_replicas(settings, average, current)
+    if want > current:
+        return want, want, "ScaledUp", ScalerState(want, last_scale=now)
+    if want == current:
+        return current, want, "AtDesired", state.waiting(None, 0)
+    if partial:
+        return current, want, "PartialMetrics", state.waiting(None, 0)
+    # want < current: wait until the lower count has held long enough.
+    since, highest, wait = _lower(settings, state, want, now)
+    if now - since < wait:
+        return current, want, "ScaleDownDelayed", state.waiting(since, highest)
+    target = current - math.ceil((current - highest) / 2)
+    return (
+        target,
+        want,
+        "ScaledDown",
+        ScalerState(target, stepping=target > highest, last_scale=now),
+    )
 
 
 def decide(
     settings: AutoscalingSpec, seen: Observation, state: ScalerState, now: float
 ) -> Decision:
-    current = state.replicas
-    # Bounds first: a count outside [min, max] (settings changed) is corrected at once.
-    bounded = min(max(current, settings.min_replicas), settings.max_replicas)
-    if bounded != current:
-        return Decision(
-            bounded,
-            None,
-            "up" if bounded > current else "down",
-            "OutOfBounds",
-            lambda: (
-                f"{current} replicas is outside [{settings.min_replicas}, {settings.max_replicas}]"
-            ),
-            ScalerState(bounded, last_scale=now),
-        )
-
-    if seen.average_concurrency is None:
-        return Decision(
-            current,
-            None,
-            "hold",
-            "MetricsUnavailable",
-            lambda: "no concurrency series for this model: holding the replica count",
-            state.waiting(None, 0),
-        )
-
-    average = seen.average_concurrency
-    want = desired_replicas(settings, average, current)
-    per_replica = settings.concurrency_target * settings.target_utilization_percentage / 100
-
-    def why() -> str:
-        backlog = f" (an async backlog of {seen.backlog:.0f} included)" if seen.backlog else ""
-        return (
-            f"average concurrency {average:.2f}{backlog} over "
-            f"{settings.autoscaling_window_seconds}s / (target {settings.concurrency_target} x "
-            f"{settings.target_utilization_percentage}% = {per_replica:g} per replica) -> {want}"
-        )
-
-    if want > current:
-        return Decision(
-            want,
-            want,
-            "up",
-            "ScaledUp",
-            lambda: f"scaled up from {current} to {want}: {why()}",
-            ScalerState(want, last_scale=now),
-        )
-    if want == current or seen.partial:
-        if seen.partial and want < current:
-            return Decision(
-                current,
-                want,
-                "hold",
-                "PartialMetrics",
-                lambda: "some serving pods report no concurrency yet: not scaling down",
-                state.waiting(None, 0),
-            )
-        return Decision(current, want, "hold", "AtDesired", why, state.waiting(None, 0))
-
-    # want < current: wait until the lower count has held long enough.
-    since = state.lower_since if state.lower_since is not None else now
-    highest = max(state.lower_max, want) if state.lower_since is not None else want
-    wait = (
-        settings.autoscaling_window_seconds if state.stepping else settings.scale_down_delay_seconds
+    """`advance`, with the action and the message the operator writes into status."""
+    replicas, want, reason, after = advance(
+        settings, seen.average_concurrency, state, now, seen.partial
     )
-    waiting = state.waiting(since, highest)
-    if now - since < wait:
-        left = wait - (now - since)
-        return Decision(
-            current,
-            want,
-            "hold",
-            "ScaleDownDelayed",
-            lambda: f"{why()}; scaling down once that holds for {wait}s ({left:.0f}s left)",
-            waiting,
-        )
-    step = math.ceil((current - highest) / 2)
-    target = current - step
+    current = state.replicas
+    action: Action = "up" if replicas > current else "down" if replicas < current else "hold"
     return Decision(
-        target,
+        replicas,
         want,
-        "down",
-        "ScaledDown",
-        lambda: (
-            f"scaled down from {current} to {target} (half the excess over {highest}, "
-            f"the most desired in the last {wait}s): {why()}"
-        ),
-        ScalerState(target, stepping=target > highest, last_scale=now),
+        action,
+        reason,
+        lambda: _explain(settings, seen, state, now, replicas, want, reason),
+        after,
+    )
+
+
+def _explain(
+    settings: AutoscalingSpec,
+    seen: Observation,
+    state: ScalerState,
+    now: float,
+    replicas: int,
+    want: int | None,
+    reason: str,
+) -> str:
+    current = state.replicas
+    if reason == "OutOfBounds":
+        return f"{current} replicas is outside [{settings.min_replicas}, {settings.max_replicas}]"
+    if reason == "MetricsUnavailable":
+        return "no concurrency series for this model: holding the replica count"
+    if reason == "PartialMetrics":
+        return "some serving pods report no concurrency yet: not scaling down"
+    backlog = f" (an async backlog of {seen.backlog:.0f} included)" if seen.backlog else ""
+    why = (
+        f"average concurrency {seen.average_concurrency:.2f}{backlog} over "
+        f"{settings.autoscaling_window_seconds}s / (target {settings.concurrency_target} x "
+        f"{settings.target_utilization_percentage}% = {per_replica(settings):g} per replica) "
+        f"-> {want}"
+    )
+    if reason == "ScaledUp":
+        return f"scaled up from {current} to {want}: {why}"
+    if reason == "AtDesired":
+        return why
+    since, highest, wait = _lower(settings, state, want or 0, now)
+    if reason == "ScaleDownDelayed":
+        left = wait - (now - since)
+        return f"{why}; scaling down once that holds for {wait}s ({left:.0f}s left)"
+    return (
+        f"scaled down from {current} to {replicas} (half the excess over {highest}, "
+        f"the most desired in the last {wait}s): {why}"
     )

@@ -4,9 +4,10 @@ Six hours of the contract series (meter and operator metrics) for 500 models, cy
 through the advisor's scenarios, are backfilled into a real Prometheus, and so is what
 ModelPilot's recording rules (manifests/monitoring/prometheusrule.yaml) would have recorded
 over them (`promtool tsdb create-blocks-from rules`). One evaluation of all of them, reading
-the rules, prints the Prometheus queries and the wall time (targets <= 10 queries, <= 2 s),
-next to the references measured in the same run: the same evaluation on the raw series (no
-rules), and the raw history read model by model (timed on a sample and scaled).
+the rules, prints the Prometheus queries and the wall time (targets <= 10 queries, <= 2 s;
+8 s for 2,000 models), next to the references measured in the same run: the same evaluation
+on the raw series (no rules), and the raw history read model by model (timed on a sample and
+scaled). Each evaluation starts once Prometheus is idle (done compacting the backfill).
 
 Run: .venv/bin/python benchmarks/advisor.py [--models 500] [--sample 25]
 """
@@ -29,7 +30,7 @@ from modelpilot.advisor.model import Evaluation, History, Objective
 from modelpilot.advisor.parallel import Case, Judges
 from modelpilot.api import Key
 from modelpilot.api.spec import ModelDeploymentSpec
-from modelpilot.devcluster.processes import memory_kib
+from modelpilot.devcluster.processes import cpu_seconds, memory_kib, wait_quiet
 from modelpilot.devcluster.prometheus import (
     PrometheusServer,
     backfill,
@@ -43,6 +44,7 @@ RULES = Path(__file__).resolve().parents[1] / "manifests" / "monitoring" / "prom
 NAMESPACE = "bench"
 LOOKBACK = 6 * 3600
 STEP = 60
+TARGET_PER_MODEL = 0.004  # seconds: 2 s for 500 models, 8 s for 2,000
 
 
 def spec_of(scenario: Scenario) -> ModelDeploymentSpec:
@@ -106,6 +108,9 @@ def main() -> None:
 
         def evaluation(use_rules: bool) -> tuple[source.Fetched, list[Evaluation], float, float]:
             """As the operator's advisor loop: read, then judge in the worker processes."""
+            # Prometheus compacts the backfilled blocks for a while after it starts: the
+            # advisor's time is measured once that is over, not on a shared core.
+            assert prometheus.pid and wait_quiet(prometheus.pid, timeout=300)
             t0 = time.perf_counter()
             fetched = asyncio.run(
                 source.fetch(prom, keys, LOOKBACK, args.step, time.time(), use_rules=use_rules)
@@ -124,7 +129,9 @@ def main() -> None:
         judges = Judges(args.processes)
         asyncio.run(judges.start())
         raw, _, raw_read, raw_time = evaluation(use_rules=False)
+        prometheus_cpu = cpu_seconds(prometheus.pid)
         fetched, evaluations, read, batched = evaluation(use_rules=True)
+        prometheus_cpu = cpu_seconds(prometheus.pid) - prometheus_cpu
         # After judging everything.
         workers_rss = sum(memory_kib(pid) for pid in judges.pids()) / 1024
         judges.close()
@@ -163,7 +170,8 @@ def main() -> None:
     )
     print(
         f"  batched, {fetched.read}: {fetched.queries} Prometheus queries (target <= 10), "
-        f"{batched:.2f} s wall time (target <= 2 s; {read:.2f} s reading)"
+        f"{batched:.2f} s wall time (target <= {TARGET_PER_MODEL * args.models:g} s; "
+        f"{read:.2f} s reading, of which Prometheus used {prometheus_cpu:.2f} s of CPU)"
     )
     print(
         f"  reference, batched {raw.read}: {raw.queries} queries, {raw_time:.2f} s "

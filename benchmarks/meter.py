@@ -36,7 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from modelpilot.devcluster.ports import pick_port
-from modelpilot.devcluster.processes import wait_until
+from modelpilot.devcluster.processes import cpu_seconds, wait_until
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 
 CONNECTIONS = 64
@@ -200,11 +200,6 @@ class StreamStats:
     ttft: list[float]  # request sent -> first content chunk, per stream (seconds)
     gaps: list[float]  # between consecutive content chunks
     cpu_per_chunk: float | None  # the meter's CPU seconds per content chunk
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def streams(

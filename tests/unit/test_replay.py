@@ -7,7 +7,7 @@ import pytest
 
 from modelpilot.advisor.judge import with_measured_cold_start
 from modelpilot.advisor.model import History
-from modelpilot.advisor.replay import fit, outcome, replay, trace_arrivals
+from modelpilot.advisor.replay import fit, outcome, replay, replay_outcome, trace_arrivals
 from modelpilot.advisor.whatif import (
     candidate_settings,
     compare,
@@ -30,6 +30,23 @@ TRACE = (
 
 def observed(name: str) -> History:
     return history(simulate(SCENARIOS[name], SIX_HOURS), 1.7e9)
+
+
+def test_the_advisor_sums_a_replay_up_as_its_history_would_be() -> None:
+    # The advisor's candidates skip the History (replay_outcome); what-if shows it: the same
+    # figures either way, under the settings in force and under others.
+    for scenario in SCENARIOS.values():
+        fitted = fit(observed(scenario.name))
+        assert fitted is not None
+        for settings in (
+            scenario.settings,
+            scenario.settings.model_copy(update={"min_replicas": 0}),
+            scenario.settings.model_copy(update={"scale_down_delay_seconds": 30}),
+        ):
+            for objective in (None, 0.3, 1.0):
+                assert replay_outcome(fitted, settings, objective) == outcome(
+                    replay(fitted, settings), objective
+                ), (scenario.name, settings, objective)
 
 
 def test_the_replay_reproduces_every_scenario_it_was_fitted_from() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from modelpilot.advisor.choose import GOAL, Values, choose
 from modelpilot.advisor.model import History, Predicted, Prediction, Recommendation
-from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay
+from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay_outcome
 from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
 from modelpilot.settings import Setting, clamp_to_limits, wire_name
 
@@ -62,9 +62,7 @@ class _Replays:
         if key not in self.done:
             changed = self.settings.model_copy(update={str(k): v for k, v in values.items()})
             valid = changed.min_replicas <= changed.max_replicas
-            self.done[key] = (
-                outcome(replay(self.fitted, changed), self.threshold) if valid else None
-            )
+            self.done[key] = replay_outcome(self.fitted, changed, self.threshold) if valid else None
         return self.done[key]
 
 

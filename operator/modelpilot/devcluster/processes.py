@@ -30,6 +30,24 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field)))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, timeout: float, share: float = 0.05, over: float = 1.0) -> bool:
+    """Wait until a process uses under `share` of a core over `over` seconds (a server done
+    with its start-up work: a benchmark then measures its own work, not that)."""
+
+    def quiet() -> bool:
+        before = cpu_seconds(pid)
+        time.sleep(over)
+        return cpu_seconds(pid) - before < share * over
+
+    return wait_until(quiet, timeout, interval=0.0)
+
+
 def _reap(pid: int) -> None:
     # Our own children would linger as zombies (and look alive) until waited for.
     with contextlib.suppress(ChildProcessError):

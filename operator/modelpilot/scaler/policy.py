@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple
 from modelpilot.api.spec import AutoscalingSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScalerState:
     """What the scaler remembers about one model between ticks."""
 

@@ -9,7 +9,7 @@ the rules, prints the Prometheus queries and the wall time (targets <= 10 querie
 on the raw series (no rules), and the raw history read model by model (timed on a sample and
 scaled). Each evaluation starts once Prometheus is idle (done compacting the backfill).
 
-Run: .venv/bin/python benchmarks/advisor.py [--models 500] [--sample 25]
+Run: .venv/bin/python benchmarks/advisor.py [--models 500] [--sample 25] [--runs 1]
 """
 
 import argparse
@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=500)
     parser.add_argument("--sample", type=int, default=25, help="models timed one by one")
     parser.add_argument("--step", type=int, default=STEP, help="resolution in seconds")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="evaluations on one backfill (the last is detailed)"
+    )
     parser.add_argument(
         "--processes", type=int, default=len(os.sched_getaffinity(0)), help="judging processes"
     )
@@ -129,9 +132,12 @@ def main() -> None:
         judges = Judges(args.processes)
         asyncio.run(judges.start())
         raw, _, raw_read, raw_time = evaluation(use_rules=False)
-        prometheus_cpu = cpu_seconds(prometheus.pid)
-        fetched, evaluations, read, batched = evaluation(use_rules=True)
-        prometheus_cpu = cpu_seconds(prometheus.pid) - prometheus_cpu
+        repeats = []  # later evaluations on the same backfill (--runs)
+        for _ in range(args.runs):
+            prometheus_cpu = cpu_seconds(prometheus.pid)
+            fetched, evaluations, read, batched = evaluation(use_rules=True)
+            prometheus_cpu = cpu_seconds(prometheus.pid) - prometheus_cpu
+            repeats.append(batched)
         # After judging everything.
         workers_rss = sum(memory_kib(pid) for pid in judges.pids()) / 1024
         judges.close()
@@ -173,6 +179,8 @@ def main() -> None:
         f"{batched:.2f} s wall time (target <= {TARGET_PER_MODEL * args.models:g} s; "
         f"{read:.2f} s reading, of which Prometheus used {prometheus_cpu:.2f} s of CPU)"
     )
+    if len(repeats) > 1:
+        print(f"  {len(repeats)} evaluations: " + ", ".join(f"{r:.2f} s" for r in repeats))
     print(
         f"  reference, batched {raw.read}: {raw.queries} queries, {raw_time:.2f} s "
         f"({raw_read:.2f} s reading)"

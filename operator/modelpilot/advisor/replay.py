@@ -26,12 +26,12 @@ from pydantic import BaseModel
 from modelpilot.advisor.model import History
 from modelpilot.advisor.rules import ranked
 from modelpilot.api.spec import AutoscalingSpec
-from modelpilot.scaler.policy import ScalerState, advance
+from modelpilot.scaler.policy import Plain, ScalerState, advance
 
 Load = Callable[[float], float]  # seconds since start -> requests per second
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelBehaviour:
     base_seconds: float = 0.2
     per_request_seconds: float = 0.05
@@ -132,19 +132,20 @@ def trajectory(
     steps per candidate setting, candidates per troubled model, models per fleet), so it
     keeps plain lists and calls the rule's message-free core."""
     state = ScalerState(replicas=settings.min_replicas)
+    knobs = Plain.of(settings)
     # When each replica is active, kept sorted: replicas start in time order and the
     # latest started go first on the way down.
     ready_at: list[float] = [-1.0] * settings.min_replicas
     width = max(1, int(settings.autoscaling_window_seconds // step))
     window: deque[float] = deque(maxlen=width)
     queue = 0.0
-    path = Trajectory([], [], [], [], [], [])
+    size = len(rps)
+    # Filled in place (a store costs half an append): this loop runs some half a million
+    # times per fleet evaluation.
+    concurrencies, latencies, queues = [0.0] * size, [0.0] * size, [0.0] * size
+    actives, startings, desireds = [0] * size, [0] * size, [0] * size
     jitter = rng.uniform if rng is not None and noise else None
-    # Bound once: this loop runs some half a million times per fleet evaluation.
     ready = bisect.bisect_right
-    add_concurrency, add_latency = path.concurrency.append, path.latency.append
-    add_active, add_starting = path.active.append, path.starting.append
-    add_desired, add_queue = path.desired.append, path.queue.append
     for n, r in enumerate(rps):
         t = n * step
         count = len(ready_at)
@@ -161,18 +162,18 @@ def trajectory(
         else:
             window.append(concurrency)
             average = sum(window) / len(window)
-        replicas, want, _, state = advance(settings, average, state, t)
+        replicas, want, _, state = advance(knobs, average, state, t)
         if replicas > count:
             ready_at += [t + b.startup_seconds] * (replicas - count)
         elif replicas < count:
             del ready_at[replicas:]
-        add_concurrency(concurrency)
-        add_latency(latency)
-        add_active(active)
-        add_starting(starting)
-        add_desired(want or replicas)
-        add_queue(queue)
-    return path
+        concurrencies[n] = concurrency
+        latencies[n] = latency
+        actives[n] = active
+        startings[n] = starting
+        desireds[n] = want or replicas
+        queues[n] = queue
+    return Trajectory(concurrencies, latencies, actives, startings, desireds, queues)
 
 
 def history(steps: list[Step], start: float, step: float = 15.0) -> History:

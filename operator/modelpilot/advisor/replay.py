@@ -87,23 +87,18 @@ def run(
     rps = [max(load(t), 0.0) for t in times]
     queued = [async_load(t) for t in times] if async_load is not None else None
     path = trajectory(settings, rps, behaviour, step, random.Random(seed), noise, queued)
-    return [
-        Step(t, *point)
-        for t, point in zip(
-            times,
-            zip(
-                rps,
-                path.concurrency,
-                path.latency,
-                path.active,
-                path.starting,
-                path.desired,
-                path.queue,
-                strict=True,
-            ),
-            strict=True,
-        )
-    ]
+    columns = zip(
+        times,
+        rps,
+        path.concurrency,
+        path.latency,
+        path.active,
+        path.starting,
+        path.desired,
+        path.queue,
+        strict=True,
+    )
+    return [Step(*point) for point in columns]
 
 
 @dataclass(slots=True)
@@ -211,10 +206,6 @@ class Fitted(BaseModel):
         return ModelBehaviour(
             self.base_seconds, self.per_request_seconds, self.cold_start_seconds or 0.0
         )
-
-    def load(self) -> Load:
-        arrivals, step = self.arrivals, self.step
-        return lambda t: arrivals[min(int(t / step + 1e-9), len(arrivals) - 1)]
 
 
 MIN_FIT_POINTS = 10

@@ -328,6 +328,15 @@ def test_status_is_not_rewritten_when_nothing_changes(
     kubelet.set_status(namespace, "q", ready="True")
     eventually(lambda: equal(models.status("quiet").get("ready"), "1/1"))
     eventually(lambda: models.condition("quiet", "ScalingActive"))  # the scaler's part too
+
+    def settled() -> None:
+        # The first writes may still be arriving (on a loaded machine a condition has come
+        # a few seconds after ScalingActive): first a status that stands still.
+        version = models.get("quiet")["metadata"]["resourceVersion"]
+        time.sleep(1.5)
+        assert models.get("quiet")["metadata"]["resourceVersion"] == version
+
+    eventually(settled, timeout=30)
     before = models.get("quiet")
     # The test operator re-evaluates every model each second: three rounds, no write.
     time.sleep(3.5)

@@ -85,7 +85,7 @@ class ScalerState:
         return ScalerState(self.replicas, since, highest, self.stepping, self.last_scale)
 
 
-class Observation(NamedTuple):  # a tuple: replays make one per step, and tuples are cheap
+class Observation(NamedTuple):  # a tuple: cheap to make on every tick
     average_concurrency: float | None  # None: unknown (no series)
     partial: bool = False  # some serving pods have no series yet
     backlog: float = 0.0  # async requests waiting in the model's queue (part of the average)
@@ -99,8 +99,7 @@ class Decision(NamedTuple):  # a tuple, as Observation
     desired: int | None  # what the formula asks for now (None when unknown)
     action: Action
     reason: str
-    # The message, written only when read: a replay decides thousands of times per model
-    # and reads none of them.
+    # The message, written when read (`message`).
     explain: Callable[[], str]
     state: ScalerState
 

@@ -54,9 +54,13 @@ def differ(a: History, b: History) -> list[str]:
     """The recorded signals on which two histories differ beyond float noise."""
     out = []
     for name in RECORDED:
-        for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
+        for i, (x, y) in enumerate(zip(getattr(a, name), getattr(b, name), strict=True)):
             if (x is None) != (y is None) or (x is not None and abs(x - y) > 1e-6 * (1 + abs(x))):
-                out.append(f"{name}: {x} != {y}")
+                near = slice(max(0, i - 2), i + 3)  # the neighbours tell a shift from noise
+                out.append(
+                    f"{name}: {x} != {y} at point {i} of {len(a.times)} "
+                    f"({getattr(a, name)[near]} vs {getattr(b, name)[near]})"
+                )
                 break
     return out
 

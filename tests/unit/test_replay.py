@@ -1,23 +1,36 @@
 """The replay: fitted from a history, it must reproduce that history under the settings
 that produced it (its self-check), and answer what-ifs in the right direction."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from modelpilot.advisor.auto import Change
 from modelpilot.advisor.judge import with_measured_cold_start
 from modelpilot.advisor.model import History
-from modelpilot.advisor.replay import fit, outcome, replay, replay_outcome, trace_arrivals
+from modelpilot.advisor.replay import (
+    fit,
+    outcome,
+    replay,
+    replay_outcome,
+    run,
+    trace_arrivals,
+)
 from modelpilot.advisor.whatif import (
+    AS_IT_RAN,
+    as_it_ran,
     candidate_settings,
     compare,
     gpus_per_replica,
     parse_candidate,
     parse_trace,
+    self_check,
     table,
 )
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.devcluster.scenarios import catalogue, history, simulate
+from modelpilot.times import format_time
 
 SIX_HOURS = 6 * 3600
 SCENARIOS = {s.name: s for s in catalogue()}
@@ -115,6 +128,66 @@ def test_a_longer_delay_trades_replica_hours_for_fewer_cold_starts() -> None:
     assert columns[2].gpu_hours == then.replica_hours  # one GPU per replica
     text = table(columns, "p95 within 500 ms", fitted)
     assert "scaleDownDelaySeconds" in text and "replay of the current settings vs observed" in text
+
+
+def _change(at: float, setting: str, before: int, after: int, **more: object) -> Change:
+    return Change.model_validate(
+        {
+            "time": format_time(datetime.fromtimestamp(at, UTC)),
+            "setting": setting,
+            "from": before,
+            "to": after,
+        }
+        | {"reason": "Thrash", "message": "", **more}
+    )
+
+
+def test_settings_as_they_ran_undo_auto_modes_later_changes() -> None:
+    now = AutoscalingSpec(min_replicas=2, scale_down_delay_seconds=600)
+    times = [1000.0 + 60 * n for n in range(10)]
+    changes = [
+        _change(900, "scale_down_delay_seconds", 150, 300),  # before the lookback: in force
+        _change(1130, "scale_down_delay_seconds", 300, 600),
+        _change(1250, "min_replicas", 1, 4),
+        _change(1260, "min_replicas", 4, 1, reverted=True),  # undone at the same point
+        _change(1400, "min_replicas", 1, 2),
+    ]
+    first, timeline = as_it_ran(now, changes[::-1], times)
+    assert (first.scale_down_delay_seconds, first.min_replicas) == (300, 1)
+    assert [(point, s.scale_down_delay_seconds, s.min_replicas) for point, s in timeline] == [
+        (3, 600, 1),
+        (5, 600, 1),
+        (7, 600, 2),
+    ]
+    assert as_it_ran(now, [], times) == (now, [])
+
+
+def test_the_self_check_replays_settings_as_auto_mode_changed_them() -> None:
+    # Thrash for three hours, then Auto mode lengthens the delay: replaying the settings in
+    # force now as if they had run all along misses the first half's cold starts and cost.
+    scenario = SCENARIOS["thrash"]
+    longer = scenario.settings.model_copy(update={"scale_down_delay_seconds": 1500})
+    start, half = 1.7e9, SIX_HOURS // 2
+    steps = run(
+        scenario.settings,
+        scenario.load,
+        scenario.behaviour,
+        SIX_HOURS,
+        changed=[(half // 15, longer)],
+    )
+    seen = history(steps, start)
+    fitted = fit(seen)
+    assert fitted is not None
+    change = _change(start + half - 1, "scale_down_delay_seconds", 300, 1500)
+    ran = as_it_ran(longer, [change], seen.times)
+    columns = compare(fitted, longer, [], 1.0, 0, seen, ran)
+    assert [c.name for c in columns] == ["observed", AS_IT_RAN, "current"]
+    check = self_check(columns)
+    assert check is not None and check["column"] == AS_IT_RAN
+    assert abs(check["replica_hours"]) <= 0.10 and abs(check["latency_p95"]) <= 0.25, check
+    seen_out, now_out = columns[0].outcome, columns[2].outcome
+    assert now_out.cold_starts < seen_out.cold_starts * 0.75  # what the check would miss
+    assert "the settings as Auto mode changed them" in table(columns, "p95 within 1 s", fitted)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import yaml
 
 from modelpilot.advisor import replay, whatif
 from modelpilot.advisor.advise import document, table
+from modelpilot.advisor.auto import changes_of
 from modelpilot.advisor.evaluate import objective_of
 from modelpilot.advisor.judge import with_measured_cold_start
 from modelpilot.advisor.model import History
@@ -96,6 +97,7 @@ def run_whatif(
         threshold if math.isfinite(threshold) else None,
         whatif.gpus_per_replica(judged.spec.template),
         observed,
+        whatif.as_it_ran(current, changes_of(judged.status), history.times),
     )
     if output == "table":
         label = f"p{objective.percentile} within {milliseconds(threshold)}" + (

@@ -81,12 +81,15 @@ def run(
     seed: int = 1,
     async_load: Load | None = None,
     noise: float = 0.03,
+    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
 ) -> list[Step]:
-    """`seconds` of `load` under `settings`, one Step per `step`."""
+    """`seconds` of `load` under `settings` (from each step in `changed` on, its settings),
+    one Step per `step`."""
     times = [n * step for n in range(int(seconds // step))]
     rps = [max(load(t), 0.0) for t in times]
     queued = [async_load(t) for t in times] if async_load is not None else None
-    path = trajectory(settings, rps, behaviour, step, random.Random(seed), noise, queued)
+    rng = random.Random(seed)
+    path = trajectory(settings, rps, behaviour, step, rng, noise, queued, changed)
     columns = zip(
         times,
         rps,
@@ -121,11 +124,13 @@ def trajectory(
     rng: random.Random | None = None,
     noise: float = 0.0,
     async_rps: Sequence[float] | None = None,
+    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
 ) -> Trajectory:
     """Arrivals (`rps` per step, >= 0) under `settings`: the scaler's rule decides at every
     step on the window's average concurrency. The inner loop of every replay (thousands of
     steps per candidate setting, candidates per troubled model, models per fleet), so it
-    keeps plain lists and calls the rule's message-free core."""
+    keeps plain lists and calls the rule's message-free core. `changed`: (step, settings)
+    in step order, the settings in force from that step on (as Auto mode changed them)."""
     state = ScalerState(replicas=settings.min_replicas)
     knobs = Plain.of(settings)
     # When each replica is active, kept sorted: replicas start in time order and the
@@ -133,6 +138,8 @@ def trajectory(
     ready_at: list[float] = [-1.0] * settings.min_replicas
     width = max(1, int(settings.autoscaling_window_seconds // step))
     window: deque[float] = deque(maxlen=width)
+    switches = list(changed)
+    switch_at = switches[0][0] if switches else -1
     queue = 0.0
     size = len(rps)
     # Filled in place (a store costs half an append): this loop runs some half a million
@@ -143,6 +150,12 @@ def trajectory(
     ready = bisect.bisect_right
     for n, r in enumerate(rps):
         t = n * step
+        if n == switch_at:
+            _, later = switches.pop(0)
+            knobs = Plain.of(later)
+            width = max(1, int(later.autoscaling_window_seconds // step))
+            window = deque(window, maxlen=width)
+            switch_at = switches[0][0] if switches else -1
         count = len(ready_at)
         active = ready(ready_at, t)
         starting = count - active
@@ -275,11 +288,17 @@ def fit(h: History) -> Fitted | None:
     )
 
 
-def replay(fitted: Fitted, settings: AutoscalingSpec, start: float = 0.0) -> History:
-    """The fitted arrivals under `settings`, as a History on the same grid (its latency at
-    the objective's percentile, as the history it was fitted from)."""
+def replay(
+    fitted: Fitted,
+    settings: AutoscalingSpec,
+    start: float = 0.0,
+    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
+) -> History:
+    """The fitted arrivals under `settings` (and from each step in `changed` on, its
+    settings), as a History on the same grid (its latency at the objective's percentile, as
+    the history it was fitted from)."""
     rps, step, tail = fitted.arrivals, fitted.step, fitted.tail_ratio
-    path = trajectory(settings, rps, fitted.behaviour, step)
+    path = trajectory(settings, rps, fitted.behaviour, step, changed=changed)
     return History(
         times=[start + n * step for n in range(len(rps))],
         step=step,

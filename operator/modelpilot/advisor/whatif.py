@@ -1,6 +1,7 @@
 """`modelpilot whatif`: a model's own traffic (or an arrival trace) replayed under the
 current settings and under candidates, side by side (pure: parse, compare, print)."""
 
+import bisect
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -8,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from modelpilot.advisor.auto import Change
 from modelpilot.advisor.model import History
 from modelpilot.advisor.replay import Fitted, Outcome, outcome, replay
 from modelpilot.api.spec import AutoscalingSpec
@@ -66,6 +68,35 @@ def gpus_per_replica(template: Mapping[str, Any]) -> int:
     return total
 
 
+Timeline = list[tuple[int, AutoscalingSpec]]  # (first point, the settings from there on)
+AS_IT_RAN = "as it ran"
+
+
+def as_it_ran(
+    current: AutoscalingSpec, changes: Sequence[Change], times: Sequence[float]
+) -> tuple[AutoscalingSpec, Timeline]:
+    """The settings in force at the first of `times`, and from which point on each later
+    set was, from Auto mode's changes (status.advisor.history) and the settings in force
+    now. A user's own edits of the spec leave no record, so they are not seen."""
+    inside = sorted(
+        (c for c in changes if c.at is not None and times and c.at > times[0]),
+        key=lambda c: c.at or 0.0,
+    )
+    first = current
+    for change in reversed(inside):
+        first = first.model_copy(update={change.setting: change.from_})
+    timeline: Timeline = []
+    settings = first
+    for change in inside:
+        settings = settings.model_copy(update={change.setting: change.to})
+        point = bisect.bisect_left(times, change.at or 0.0)  # the first point after it
+        if timeline and timeline[-1][0] == point:
+            timeline[-1] = (point, settings)
+        else:
+            timeline.append((point, settings))
+    return first, timeline
+
+
 def compare(
     fitted: Fitted,
     current: AutoscalingSpec,
@@ -73,9 +104,11 @@ def compare(
     objective_seconds: float | None,
     gpus: int,
     observed: History | None,
+    ran: tuple[AutoscalingSpec, Timeline] | None = None,
 ) -> list[Column]:
-    """The observed history (when replaying the model's own traffic), then the replay of
-    the current settings, then each candidate's."""
+    """The observed history (when replaying the model's own traffic) and, when Auto mode
+    changed settings during it, its replay with the settings as they ran (`ran`); then
+    the replay of the current settings, then each candidate's."""
 
     def column(name: str, settings: AutoscalingSpec, h: History) -> Column:
         result = outcome(h, objective_seconds)
@@ -83,6 +116,9 @@ def compare(
         return Column(name=name, settings=settings, outcome=result, gpu_hours=gpu_hours)
 
     columns = [column("observed", current, observed)] if observed is not None else []
+    if observed is not None and ran is not None and ran[1]:
+        first, timeline = ran
+        columns.append(column(AS_IT_RAN, first, replay(fitted, first, changed=timeline)))
     columns.append(column("current", current, replay(fitted, current)))
     columns += [column(name, s, replay(fitted, s)) for name, s in candidates]
     return columns
@@ -114,10 +150,28 @@ def _pct(share: float | None) -> str:
     return "?" if share is None else f"{share * 100:.1f}%"
 
 
-def _off(predicted: float | None, observed: float | None) -> str:
+def _off(predicted: float | None, observed: float | None) -> float | None:
+    """How far the replay is from what was observed (+0.1: 10% more); None: unknown."""
     if predicted is None or not observed:
-        return "?"
-    return f"{(predicted / observed - 1) * 100:+.0f}%"
+        return None
+    return predicted / observed - 1
+
+
+def _signed(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:+.0f}%"
+
+
+def self_check(columns: Sequence[Column]) -> dict[str, Any] | None:
+    """The replay of the settings that ran against what was observed (None: nothing was
+    observed, as for a trace)."""
+    if not columns or columns[0].name != "observed":
+        return None
+    seen, again = columns[0].outcome, columns[1].outcome
+    return {
+        "column": columns[1].name,
+        "replica_hours": _off(again.replica_hours, seen.replica_hours),
+        "latency_p95": _off(again.latency_p95, seen.latency_p95),
+    }
 
 
 def table(columns: Sequence[Column], objective: str, fitted: Fitted) -> str:
@@ -154,12 +208,16 @@ def table(columns: Sequence[Column], objective: str, fitted: Fitted) -> str:
         f"{fitted.tail_ratio:.2f}x the mean; cold start "
         + (f"{cold:.0f} s" if cold is not None else "not seen (replayed as instant)"),
     ]
-    if columns[0].name == "observed":
-        seen, again = columns[0].outcome, columns[1].outcome
+    check = self_check(columns)
+    if check is not None:
+        which = (
+            "the settings as Auto mode changed them"
+            if check["column"] == AS_IT_RAN
+            else "the current settings"
+        )
         notes.append(
-            f"replay of the current settings vs observed: replica-hours "
-            f"{_off(again.replica_hours, seen.replica_hours)}, p95 "
-            f"{_off(again.latency_p95, seen.latency_p95)}"
+            f"replay of {which} vs observed: replica-hours "
+            f"{_signed(check['replica_hours'])}, p95 {_signed(check['latency_p95'])}"
         )
     lines.append("")
     lines += [textwrap.fill(note, 100, subsequent_indent="  ") for note in notes]
@@ -169,6 +227,7 @@ def table(columns: Sequence[Column], objective: str, fitted: Fitted) -> str:
 def document(columns: Sequence[Column], fitted: Fitted) -> dict[str, Any]:
     return {
         "fitted": fitted.model_dump(exclude={"arrivals"}),
+        "self_check": self_check(columns),
         "columns": [
             {
                 "name": c.name,

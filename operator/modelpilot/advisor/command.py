@@ -69,13 +69,14 @@ def run_whatif(
         raise CommandError(f"ModelDeployment {namespace}/{name} not found")
     (judged,) = judge_models(found[:1], prometheus, lookback, step, scrape_interval)
     history = with_measured_cold_start(judged.history, judged.status)
-    fitted = replay.fit(history) if history is not None else None
+    current = judged.verdict.settings
+    ran = whatif.as_it_ran(current, changes_of(judged.status), history.times) if history else None
+    fitted = replay.fit(history, *ran) if history is not None and ran is not None else None
     if history is None or fitted is None:
         raise CommandError(
             f"{namespace}/{name}: too little history in the last {format_duration(lookback)} "
             "to fit its latency curve (it needs traffic the meters measured)"
         )
-    current = judged.verdict.settings
     try:
         settings = [(text, whatif.candidate_settings(current, c)) for text, c in changes]
     except ValueError as exc:
@@ -97,7 +98,7 @@ def run_whatif(
         threshold if math.isfinite(threshold) else None,
         whatif.gpus_per_replica(judged.spec.template),
         observed,
-        whatif.as_it_ran(current, changes_of(judged.status), history.times),
+        ran,
     )
     if output == "table":
         label = f"p{objective.percentile} within {milliseconds(threshold)}" + (

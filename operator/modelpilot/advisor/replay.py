@@ -14,6 +14,7 @@ it cost, how fast it was) so the observed and the replayed compare like with lik
 
 import bisect
 import itertools
+import math
 import random
 import statistics
 from collections import deque
@@ -222,6 +223,10 @@ class Fitted(BaseModel):
 
 
 MIN_FIT_POINTS = 10
+# How much closer (in summed log ratios, see `_miss`) the medians' curve must replay a
+# history than the line to be kept: the line predicts other settings better where both
+# replay the history about as well (it follows the slope of overloaded points too).
+CLEARLY_BETTER = 0.5
 
 
 def _runs(flags: Sequence[bool]) -> list[int]:
@@ -245,14 +250,22 @@ def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return slope, mean_y - slope * mean_x
 
 
-def fit(h: History) -> Fitted | None:
+def fit(
+    h: History,
+    settings: AutoscalingSpec | None = None,
+    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
+) -> Fitted | None:
     """The service curve, arrivals and cold start of `h`; None with too few points.
 
     The history's latency is a percentile (the objective's), while the concurrency the
     scaler acts on follows the mean (Little's law: concurrency / arrival rate, exact from
     the meters' own series). So the curve is fitted on the percentile scaled down by its
     typical ratio to the mean, against per-replica concurrency, and a replay scales its
-    latency back up by that ratio."""
+    latency back up by that ratio.
+
+    With the `settings` that ran (and `changed`, as Auto mode changed them), both curves of
+    `_curves` are replayed under them, and the second is kept only when it reproduces the
+    history (replica-hours, p50 and p95) clearly better than the line does."""
     points = [
         (c / a, c / r, lat)
         for c, r, lat, a in zip(h.concurrency, h.rps, h.latency, h.active, strict=True)
@@ -261,6 +274,36 @@ def fit(h: History) -> Fitted | None:
     if len(points) < MIN_FIT_POINTS or not h.times:
         return None
     tail = statistics.median(lat / mean for _, mean, lat in points)
+    spans = _runs([(s or 0) > 0 for s in h.starting])
+    # A span of D seconds covers D / step grid points on average, wherever it starts.
+    cold = h.cold_start_seconds or (statistics.fmean(spans) * h.step if spans else None)
+    fits = [
+        Fitted(
+            arrivals=[r or 0.0 for r in h.rps],
+            step=h.step,
+            base_seconds=base,
+            per_request_seconds=slope,
+            tail_ratio=tail,
+            cold_start_seconds=cold,
+            points=len(points),
+        )
+        for base, slope in _curves(points, tail)
+    ]
+    if settings is None or len(fits) == 1:
+        return fits[0]
+    seen = outcome(h, None)
+    line, medians = (_miss(seen, replay_outcome(f, settings, None, changed)) for f in fits)
+    return fits[1] if medians < line - CLEARLY_BETTER else fits[0]
+
+
+def _curves(points: Sequence[tuple[float, float, float]], tail: float) -> list[tuple[float, float]]:
+    """(base, slope) of the service curve: by least squares on the percentile scaled to
+    the mean, and, where enough points lie on each side of one request per replica, from
+    the curve's own points (below it the base is the typical mean latency, by Little's law;
+    above it the slope is the typical slope of each point). The first holds where load
+    changes are sampled finely; the second where a window's latency lags its concurrency
+    (a backlog draining, replicas becoming active between two points): those points sit
+    far off any line and drag it, and medians ignore them."""
     pairs = [(x, lat / tail) for x, _, lat in points]
     slope, intercept = _line(pairs)
     # Points far off the line (a replica overwhelmed for a step, then relieved) would drag
@@ -273,19 +316,24 @@ def fit(h: History) -> Fitted | None:
         slope, intercept = _line(kept)
     slope = max(slope, 0.0)  # more load is never faster
     # latency = base + k (c - 1): the line's value at one request per replica is the base.
-    base = max(intercept + slope, 1e-3)
-    spans = _runs([(s or 0) > 0 for s in h.starting])
-    # A span of D seconds covers D / step grid points on average, wherever it starts.
-    cold = h.cold_start_seconds or (statistics.fmean(spans) * h.step if spans else None)
-    return Fitted(
-        arrivals=[r or 0.0 for r in h.rps],
-        step=h.step,
-        base_seconds=base,
-        per_request_seconds=slope,
-        tail_ratio=tail,
-        cold_start_seconds=cold,
-        points=len(points),
-    )
+    curves = [(max(intercept + slope, 1e-3), slope)]
+    light = [mean for x, mean, _ in points if x <= 1]
+    if len(light) >= MIN_FIT_POINTS // 2:
+        base = max(statistics.median(light), 1e-3)
+        slopes = [(mean - base) / (x - 1) for x, mean, _ in points if x >= 1.5]
+        if len(slopes) >= MIN_FIT_POINTS // 2:
+            curves.append((base, max(statistics.median(slopes), 0.0)))
+    return curves
+
+
+def _miss(seen: "Outcome", again: "Outcome") -> float:
+    """How far a replay is from what was seen: replica-hours, p50 and p95, as log ratios."""
+    ratios = [
+        (again.replica_hours, seen.replica_hours),
+        (again.latency_p50, seen.latency_p50),
+        (again.latency_p95, seen.latency_p95),
+    ]
+    return sum(abs(math.log(a / b)) for a, b in ratios if a and b)
 
 
 def replay(
@@ -336,13 +384,16 @@ def outcome(h: History, objective_seconds: float | None) -> Outcome:
 
 
 def replay_outcome(
-    fitted: Fitted, settings: AutoscalingSpec, objective_seconds: float | None
+    fitted: Fitted,
+    settings: AutoscalingSpec,
+    objective_seconds: float | None,
+    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
 ) -> Outcome:
-    """outcome(replay(fitted, settings), objective_seconds), straight from the trajectory:
-    choosing values replays several candidates per troubled model, and building each one's
-    History only to sum it up took a third of the time."""
+    """outcome(replay(fitted, settings, changed=changed), objective_seconds), straight from
+    the trajectory: choosing values replays several candidates per troubled model, and
+    building each one's History only to sum it up took a third of the time."""
     rps = fitted.arrivals
-    path = trajectory(settings, rps, fitted.behaviour, fitted.step)
+    path = trajectory(settings, rps, fitted.behaviour, fitted.step, changed=changed)
     tail = fitted.tail_ratio
     busy = [v * tail for v, r in zip(path.latency, rps, strict=True) if r > 0]
     replicas = list(map(add, path.active, path.starting))

@@ -250,3 +250,33 @@ def test_a_model_woken_from_zero_again_and_again_is_kept_warm_or_waits_longer() 
         for r in evaluation.recommendations
     )
     assert kept_warm or waits, found
+
+
+def test_a_target_the_model_does_not_need_is_raised_as_far_as_it_was_seen_fast() -> None:
+    # Bursts of 20 requests/s at 0.2 s: 4 in flight, spread at half a request per replica
+    # (target 1 at 50%) over 8 replicas (of 12), latency at its base all along.
+    premature = SCENARIOS["premature"]
+    low = AutoscalingSpec(
+        min_replicas=1,
+        max_replicas=12,
+        concurrency_target=1,
+        target_utilization_percentage=50,
+        scale_down_delay_seconds=1800,
+    )
+    roomy = run(Scenario("low", low, premature.load, premature.behaviour, objective_ms=400))
+    (raise_,) = roomy.recommendations
+    assert (raise_.reason, raise_.setting, raise_.current) == (
+        "ConcurrencyTargetTooLow",
+        "concurrency_target",
+        1,
+    )
+    # Twice the load per replica it was seen fast at (0.5), no further: the replay would
+    # extrapolate the service curve past what the history shows.
+    assert raise_.recommended == 2
+    assert raise_.evidence["perReplicaConcurrencyWithinMargin"] == pytest.approx(0.5, abs=0.05)
+    assert raise_.predicted is not None
+    assert raise_.predicted.recommended.replicas < raise_.predicted.current.replicas
+    assert (raise_.predicted.recommended.within_objective or 0) >= 0.99
+    # With an objective the base latency barely meets there is no room: nothing to raise.
+    tight = run(Scenario("tight", low, premature.load, premature.behaviour, objective_ms=230))
+    assert "ConcurrencyTargetTooLow" not in by_reason(tight)

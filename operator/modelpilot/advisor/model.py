@@ -13,6 +13,7 @@ Reason = Literal[
     "CapacityExhausted",
     "ColdStarts",
     "ConcurrencyTargetTooHigh",
+    "ConcurrencyTargetTooLow",
     "PrematureScaleDown",
     "AsyncBacklog",
     "OverProvisioned",

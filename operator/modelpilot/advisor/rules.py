@@ -10,7 +10,7 @@ skipped, never read as zero.
 import itertools
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from modelpilot.advisor.model import (
@@ -425,6 +425,109 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
     )
 
 
+# How much higher a target the rule of thumb tries at most: the replay (advisor.choose)
+# picks the cheapest value up to it that still meets the objective.
+LOW_TARGET_FACTOR = 4
+# ... and no further than this many times the load per replica seen well served: past
+# that the replay would extrapolate the service curve too far to trust.
+LOW_TARGET_REACH = 2
+
+
+def _load_within(ctx: Context, points: Iterable[int], latency: float) -> float | None:
+    """The load per replica at which the latency series would reach `latency`, on the line
+    through the points' own: its level up to one request per replica (median) and its
+    typical slope above (median of each point's). None when the points do not show both."""
+    pairs = [
+        (ctx.per_replica[i] or 0.0, ctx.history.latency[i] or 0.0)
+        for i in points
+        if ctx.per_replica[i] is not None and ctx.history.latency[i] is not None
+    ]
+    light = [lat for x, lat in pairs if x <= 1]
+    if len(light) < MIN_POINTS:
+        return None
+    base = statistics.median(light)
+    slopes = [(lat - base) / (x - 1) for x, lat in pairs if x >= 1.2]
+    if len(slopes) < MIN_POINTS:
+        return None
+    slope = statistics.median(slopes)
+    if slope <= 0:
+        return None
+    return 1 + max(latency - base, 0.0) / slope
+
+
+def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
+    """Replicas added for a target the model did not need: wherever the scaler ran more
+    than the minimum, every replica serving, latency stayed well within the objective
+    while each carried about its target. A higher target serves the same load with fewer
+    replicas; how much higher still meets the objective is the replay's to say."""
+    s = ctx.settings
+    # Only against an objective the user set: one derived from the latency seen would
+    # call any steady latency "well within" it, and trading latency for replicas is the
+    # user's call.
+    if ctx.objective.seconds is None or s.max_replicas <= max(s.min_replicas, 1):
+        return None
+    busy = [i for i, c in enumerate(ctx.history.concurrency) if c and c > 0.5]
+    scaled = [
+        i
+        for i in busy
+        if (ctx.replicas[i] or 0) > s.min_replicas
+        and not ctx.history.starting[i]
+        and ctx.history.latency[i] is not None
+        and ctx.per_replica[i] is not None
+    ]
+    if len(scaled) < MIN_POINTS or len(scaled) < 0.1 * len(busy):
+        return None
+    fast = [i for i in scaled if (ctx.history.latency[i] or 0.0) <= 0.8 * ctx.threshold]
+    carried = [i for i in scaled if (ctx.per_replica[i] or 0.0) >= 0.5 * ctx.capacity]
+    if len(fast) < 0.95 * len(scaled) or len(carried) < 0.5 * len(scaled):
+        return None
+    # Only as far as the history shows the model fast: the load per replica it carried
+    # within the margin (a replay past that would extrapolate the service curve).
+    loads = [
+        ctx.per_replica[i] or 0.0
+        for i in busy
+        if ctx.per_replica[i] is not None
+        and ctx.history.latency[i] is not None
+        and (ctx.history.latency[i] or 0.0) <= 0.8 * ctx.threshold
+    ]
+    ok_load = percentile(loads, 95)
+    reach = LOW_TARGET_REACH * ok_load
+    headroom = _load_within(ctx, range(len(ctx.per_replica)), 0.8 * ctx.threshold)
+    if headroom is not None:
+        reach = min(reach, headroom)
+    value = min(
+        math.floor(reach * 100 / s.target_utilization_percentage),
+        s.concurrency_target * LOW_TARGET_FACTOR,
+    )
+    if value <= s.concurrency_target:
+        return None
+    latency = percentile([ctx.history.latency[i] or 0.0 for i in scaled], 95)
+    return Recommendation(
+        setting="concurrency_target",
+        current=s.concurrency_target,
+        recommended=value,
+        reason="ConcurrencyTargetTooLow",
+        message=(
+            f"Whenever the scaler ran more than minReplicas ({len(scaled)} points), each "
+            f"replica carried about its target and latency stayed within "
+            f"{latency * 1000:.0f} ms (p95), well inside the objective "
+            f"({ctx.threshold * 1000:.0f} ms): those replicas were not needed. It stayed "
+            f"that fast at {ok_load:.1f} concurrent requests per replica: raise "
+            f"concurrencyTarget toward {value}."
+        ),
+        evidence={
+            "scaledPoints": len(scaled),
+            "latencyP95WhileScaledSeconds": round(latency, 3),
+            "latencyThresholdSeconds": round(ctx.threshold, 3),
+            "perReplicaConcurrencyWithinMargin": round(ok_load, 2),
+            "perReplicaConcurrencyP50": round(
+                percentile([ctx.per_replica[i] or 0.0 for i in scaled], 50), 2
+            ),
+        },
+        confidence=round(min(0.8, 0.4 + len(scaled) / len(busy) / 2), 2),
+    )
+
+
 def _slope(values: list[tuple[float, float]]) -> float:
     n = len(values)
     mean_t = sum(t for t, _ in values) / n
@@ -606,6 +709,7 @@ RULES: tuple[tuple[Reason, Callable[[Context], Recommendation | None]], ...] = (
     ("CapacityExhausted", capacity_exhausted),
     ("ColdStarts", cold_starts),
     ("ConcurrencyTargetTooHigh", concurrency_target_too_high),
+    ("ConcurrencyTargetTooLow", concurrency_target_too_low),
     ("PrematureScaleDown", premature_scale_down),
     ("AsyncBacklog", async_backlog),
     ("OverProvisioned", over_provisioned),

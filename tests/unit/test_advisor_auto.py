@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from modelpilot.advisor.auto import Change, bounded, changes_of, last_change_time, plan
@@ -160,3 +161,39 @@ def test_history_from_status_is_read_defensively() -> None:
     assert last_change_time(changes) == NOW.timestamp()
     assert changes_of({"advisor": {"history": "nope"}}) == []
     assert changes_of({}) == [] and last_change_time([]) is None
+
+
+def test_a_step_short_of_its_recommendation_goes_on_while_the_objective_is_missed() -> None:
+    advisor = AdvisorSpec(mode="Auto", cooldown_seconds=3600)
+    too_high = rec("concurrency_target", 10, 4).model_copy(
+        update={"reason": "ConcurrencyTargetTooHigh"}
+    )
+    (first,) = plan(evaluation(too_high), advisor, [], NOW, 2.0).apply
+    assert (first.to, first.heading) == (5, 4)  # halved at most: on the way to 4
+
+    def missed(share: float) -> Callable[[float], Prediction]:
+        return lambda since: Prediction(
+            replicas=2.0, within_objective=share, scale_events_per_hour=1.0
+        )
+
+    # The rule no longer fires (slow at a few percent of points: under its bar), but the
+    # history since the change still misses the objective: the next step, once cooled down.
+    quiet = evaluation()
+    soon = plan(quiet, advisor, [first], after(600), 1.0, missed(0.95), NOW.timestamp())
+    assert soon.apply == []
+    (onward,) = plan(quiet, advisor, [first], after(4000), 1.0, missed(0.95), NOW.timestamp()).apply
+    assert (onward.from_, onward.to, onward.heading) == (5, 4, None)
+    assert onward.reason == "ConcurrencyTargetTooHigh"
+    assert "on toward 4: 95% of busy points within the objective" in onward.message
+    assert onward.latency_before_seconds == 1.0
+    # Met since, unknown, or reverted: it stays.
+    met = plan(quiet, advisor, [first], after(4000), 1.0, missed(0.995), NOW.timestamp())
+    assert met.apply == []
+    assert plan(quiet, advisor, [first], after(4000), 1.0, None, NOW.timestamp()).apply == []
+    undone = first.model_copy(update={"reverted": True})
+    assert plan(quiet, advisor, [undone], after(4000), 1.0, missed(0.9)).apply == []
+    # Only a target lowered for the objective goes on: a larger maxReplicas may not be what
+    # the misses need (cold starts), and a cost cut must not go on while they happen.
+    for reason in ("CapacityExhausted", "ConcurrencyTargetTooLow"):
+        other = first.model_copy(update={"reason": reason})
+        assert plan(quiet, advisor, [other], after(4000), 1.0, missed(0.9)).apply == []

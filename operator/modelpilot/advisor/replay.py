@@ -25,7 +25,7 @@ from operator import add
 from pydantic import BaseModel
 
 from modelpilot.advisor.model import History
-from modelpilot.advisor.rules import ranked
+from modelpilot.advisor.rules import median_line, ranked
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.scaler.policy import Plain, ScalerState, advance
 
@@ -298,12 +298,9 @@ def fit(
 
 def _curves(points: Sequence[tuple[float, float, float]], tail: float) -> list[tuple[float, float]]:
     """(base, slope) of the service curve: by least squares on the percentile scaled to
-    the mean, and, where enough points lie on each side of one request per replica, from
-    the curve's own points (below it the base is the typical mean latency, by Little's law;
-    above it the slope is the typical slope of each point). The first holds where load
-    changes are sampled finely; the second where a window's latency lags its concurrency
-    (a backlog draining, replicas becoming active between two points): those points sit
-    far off any line and drag it, and medians ignore them."""
+    the mean, and, where enough points lie on each side of one request per replica, the
+    `median_line` of the mean latency (Little's law). The first holds where load changes
+    are sampled finely; the second where a window's latency lags its concurrency."""
     pairs = [(x, lat / tail) for x, _, lat in points]
     slope, intercept = _line(pairs)
     # Points far off the line (a replica overwhelmed for a step, then relieved) would drag
@@ -317,12 +314,9 @@ def _curves(points: Sequence[tuple[float, float, float]], tail: float) -> list[t
     slope = max(slope, 0.0)  # more load is never faster
     # latency = base + k (c - 1): the line's value at one request per replica is the base.
     curves = [(max(intercept + slope, 1e-3), slope)]
-    light = [mean for x, mean, _ in points if x <= 1]
-    if len(light) >= MIN_FIT_POINTS // 2:
-        base = max(statistics.median(light), 1e-3)
-        slopes = [(mean - base) / (x - 1) for x, mean, _ in points if x >= 1.5]
-        if len(slopes) >= MIN_FIT_POINTS // 2:
-            curves.append((base, max(statistics.median(slopes), 0.0)))
+    medians = median_line([(x, mean) for x, mean, _ in points], MIN_FIT_POINTS // 2)
+    if medians is not None:
+        curves.append((max(medians[0], 1e-3), max(medians[1], 0.0)))
     return curves
 
 

@@ -10,7 +10,7 @@ skipped, never read as zero.
 import itertools
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from modelpilot.advisor.model import (
@@ -39,6 +39,22 @@ def percentile(values: Sequence[float], q: float) -> float:
 def ranked(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of a non-empty sorted sequence (several of one sort)."""
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def median_line(pairs: Sequence[tuple[float, float]], enough: int) -> tuple[float, float] | None:
+    """(level, slope) of y against a load per replica x: the median y up to one request per
+    replica, and the median of each point's slope from that level above 1.2; None with fewer
+    than `enough` points on either side. Where latency lags concurrency (a backlog draining,
+    replicas becoming active between two points) points sit far off any line and drag a
+    least-squares fit; medians ignore them."""
+    light = [y for x, y in pairs if x <= 1]
+    if len(light) < enough:
+        return None
+    level = statistics.median(light)
+    slopes = [(y - level) / (x - 1) for x, y in pairs if x >= 1.2]
+    if len(slopes) < enough:
+        return None
+    return level, statistics.median(slopes)
 
 
 def _round_up(value: float, unit: int) -> int:
@@ -431,28 +447,24 @@ LOW_TARGET_FACTOR = 4
 # ... and no further than this many times the load per replica seen well served: past
 # that the replay would extrapolate the service curve too far to trust.
 LOW_TARGET_REACH = 2
+LOW_TARGET_MARGIN = 0.8  # "well within" the objective: latency under this share of it
 
 
-def _load_within(ctx: Context, points: Iterable[int], latency: float) -> float | None:
-    """The load per replica at which the latency series would reach `latency`, on the line
-    through the points' own: its level up to one request per replica (median) and its
-    typical slope above (median of each point's). None when the points do not show both."""
-    pairs = [
-        (ctx.per_replica[i] or 0.0, ctx.history.latency[i] or 0.0)
-        for i in points
-        if ctx.per_replica[i] is not None and ctx.history.latency[i] is not None
-    ]
-    light = [lat for x, lat in pairs if x <= 1]
-    if len(light) < MIN_POINTS:
+def _load_within(ctx: Context, latency: float) -> float | None:
+    """The load per replica at which the latency series would reach `latency`, on its
+    `median_line`; None when the history does not show the line or it does not rise."""
+    line = median_line(
+        [
+            (x, lat)
+            for x, lat in zip(ctx.per_replica, ctx.history.latency, strict=True)
+            if x is not None and lat is not None
+        ],
+        MIN_POINTS,
+    )
+    if line is None or line[1] <= 0:
         return None
-    base = statistics.median(light)
-    slopes = [(lat - base) / (x - 1) for x, lat in pairs if x >= 1.2]
-    if len(slopes) < MIN_POINTS:
-        return None
-    slope = statistics.median(slopes)
-    if slope <= 0:
-        return None
-    return 1 + max(latency - base, 0.0) / slope
+    level, slope = line
+    return 1 + max(latency - level, 0.0) / slope
 
 
 def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
@@ -477,7 +489,9 @@ def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
     ]
     if len(scaled) < MIN_POINTS or len(scaled) < 0.1 * len(busy):
         return None
-    fast = [i for i in scaled if (ctx.history.latency[i] or 0.0) <= 0.8 * ctx.threshold]
+    fast = [
+        i for i in scaled if (ctx.history.latency[i] or 0.0) <= LOW_TARGET_MARGIN * ctx.threshold
+    ]
     carried = [i for i in scaled if (ctx.per_replica[i] or 0.0) >= 0.5 * ctx.capacity]
     if len(fast) < 0.95 * len(scaled) or len(carried) < 0.5 * len(scaled):
         return None
@@ -488,11 +502,11 @@ def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
         for i in busy
         if ctx.per_replica[i] is not None
         and ctx.history.latency[i] is not None
-        and (ctx.history.latency[i] or 0.0) <= 0.8 * ctx.threshold
+        and (ctx.history.latency[i] or 0.0) <= LOW_TARGET_MARGIN * ctx.threshold
     ]
     ok_load = percentile(loads, 95)
     reach = LOW_TARGET_REACH * ok_load
-    headroom = _load_within(ctx, range(len(ctx.per_replica)), 0.8 * ctx.threshold)
+    headroom = _load_within(ctx, LOW_TARGET_MARGIN * ctx.threshold)
     if headroom is not None:
         reach = min(reach, headroom)
     value = min(

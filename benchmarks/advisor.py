@@ -113,7 +113,8 @@ def main() -> None:
             """As the operator's advisor loop: read, then judge in the worker processes."""
             # Prometheus compacts the backfilled blocks for a while after it starts: the
             # advisor's time is measured once that is over, not on a shared core.
-            assert prometheus.pid and wait_quiet(prometheus.pid, timeout=300)
+            quiet = prometheus.pid is not None and wait_quiet(prometheus.pid, timeout=300)
+            assert quiet, "Prometheus did not go quiet within 300 s"
             t0 = time.perf_counter()
             fetched = asyncio.run(
                 source.fetch(prom, keys, LOOKBACK, args.step, time.time(), use_rules=use_rules)

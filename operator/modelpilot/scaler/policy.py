@@ -18,27 +18,9 @@
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 from modelpilot.api.spec import AutoscalingSpec
-
-
-class Knobs(Protocol):
-    """The settings the rule reads: spec.autoscaling (AutoscalingSpec), or its plain copy
-    (`Plain`) where it is read at every step of a replay."""
-
-    @property
-    def min_replicas(self) -> int: ...
-    @property
-    def max_replicas(self) -> int: ...
-    @property
-    def concurrency_target(self) -> int: ...
-    @property
-    def target_utilization_percentage(self) -> int: ...
-    @property
-    def autoscaling_window_seconds(self) -> int: ...
-    @property
-    def scale_down_delay_seconds(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +36,7 @@ class Plain:
     scale_down_delay_seconds: int
 
     @classmethod
-    def of(cls, s: Knobs) -> "Plain":
+    def of(cls, s: "Knobs") -> "Plain":
         return cls(
             s.min_replicas,
             s.max_replicas,
@@ -63,6 +45,11 @@ class Plain:
             s.autoscaling_window_seconds,
             s.scale_down_delay_seconds,
         )
+
+
+# The settings the rule reads: spec.autoscaling, or its plain copy where it is read at every
+# step of a replay.
+Knobs = AutoscalingSpec | Plain
 
 
 @dataclass(frozen=True, slots=True)

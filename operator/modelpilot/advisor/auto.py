@@ -41,6 +41,7 @@ REVERT_AFTER_SECONDS = 900  # a change is judged by latency at least this long a
 # for replicas that do not help (seen in simulation: maxReplicas 4 -> 9 for a model whose
 # misses were its cold starts); cost-cutting steps must not go on while it is missed.
 ONWARD = frozenset({"ConcurrencyTargetTooHigh"})
+Now = tuple[float, str, float | None]  # the unix time, its timestamp, the last hour's latency
 
 
 class Change(ApiModel):
@@ -147,6 +148,7 @@ def plan(
     if evaluation.status != "ok":
         return result
     clock, stamp = now.timestamp(), format_time(now)
+    now_: Now = (clock, stamp, latency_now)
     last_change: dict[Setting, tuple[float, Change]] = {}
     for change in history:
         last_change[change.setting] = (change.at or 0.0, change)
@@ -201,51 +203,58 @@ def plan(
         previous = last_change.get(rec.setting)
         if previous is not None and clock - previous[0] < advisor.cooldown_seconds:
             continue
-        value = clamp_to_limits(rec.setting, bounded(rec.current, rec.recommended), advisor.limits)
-        if value == rec.current:
+        step = _step(rec.setting, rec.current, rec.recommended, rec.reason, advisor, now_)
+        if step is None:
             continue  # the limits allow no move
-        result.apply.append(
-            Change(
-                time=stamp,
-                setting=rec.setting,
-                from_=rec.current,
-                to=value,
-                reason=rec.reason,
-                latency_before_seconds=latency_now,
-                predicted=rec.predicted if value == rec.recommended else None,
-                before=before() if value == rec.recommended else None,
-                heading=rec.recommended if value != rec.recommended else None,
-                message=(
-                    f"applied {wire_name(rec.setting)} {rec.current} -> {value} ({rec.reason}"
-                    + (
-                        f"; recommended {rec.recommended}, one step at a time)"
-                        if value != rec.recommended
-                        else ")"
-                    )
-                ),
-            )
-        )
-    result.apply += _onward(
-        last_change, evaluation, advisor, (clock, stamp, latency_now), reverted, before
-    )
+        if step.heading is None:  # there in one step: its prediction can be checked
+            step = step.model_copy(update={"predicted": rec.predicted, "before": before()})
+        result.apply.append(step)
+    result.apply += _onward(last_change, evaluation, advisor, now_, reverted, before)
     return result
+
+
+def _step(
+    setting: Setting,
+    current: int,
+    recommended: int,
+    reason: str,
+    advisor: AdvisorSpec,
+    now: Now,
+    why: str | None = None,
+) -> Change | None:
+    """One bounded step from `current` toward `recommended` inside the limits (None: they
+    allow no move). `why` ends the message; by default, where a partial step is heading."""
+    value = clamp_to_limits(setting, bounded(current, recommended), advisor.limits)
+    if value == current:
+        return None
+    short = value != recommended
+    if why is None:
+        why = f"; recommended {recommended}, one step at a time" if short else ""
+    return Change(
+        time=now[1],
+        setting=setting,
+        from_=current,
+        to=value,
+        reason=reason,
+        latency_before_seconds=now[2],
+        heading=recommended if short else None,
+        message=f"applied {wire_name(setting)} {current} -> {value} ({reason}{why})",
+    )
 
 
 def _onward(
     last_change: Mapping[Setting, tuple[float, Change]],
     evaluation: Evaluation,
     advisor: AdvisorSpec,
-    now: tuple[float, str, float | None],
+    now: Now,
     reverted: set[Setting],
     before: Callable[[], Prediction | None],
 ) -> list[Change]:
     """The next steps of changes that stopped short of their recommendation, while the
     objective is still missed since the last change. The rule that recommended one may no
     longer fire after the first step (a target halved once can leave latency over the
-    objective at a few percent of the points: under the rule's bar, short of the goal).
-    `now`: the unix time, its timestamp, and the latency over the last hour."""
-    clock, stamp, latency_now = now
-    recommended = {r.setting for r in evaluation.recommendations}
+    objective at a few percent of the points: under the rule's bar, short of the goal)."""
+    settled = reverted | {r.setting for r in evaluation.recommendations}
     out = []
     for when, change in last_change.values():
         heading = change.heading
@@ -253,31 +262,19 @@ def _onward(
             heading is None
             or change.reason not in ONWARD
             or change.reverted
-            or change.setting in reverted | recommended
-            or clock - when < advisor.cooldown_seconds
+            or change.setting in settled
+            or now[0] - when < advisor.cooldown_seconds
         ):
             continue
         since = before()
         share = since.within_objective if since is not None else None
         if share is None or share >= GOAL:
             continue
-        value = clamp_to_limits(change.setting, bounded(change.to, heading), advisor.limits)
-        if value == change.to:
-            continue
-        out.append(
-            Change(
-                time=stamp,
-                setting=change.setting,
-                from_=change.to,
-                to=value,
-                reason=change.reason,
-                latency_before_seconds=latency_now,
-                heading=heading if value != heading else None,
-                message=(
-                    f"applied {wire_name(change.setting)} {change.to} -> {value} "
-                    f"({change.reason}; on toward {heading}: {share * 100:.0f}% of busy "
-                    "points within the objective since the last change)"
-                ),
-            )
+        why = (
+            f"; on toward {heading}: {share * 100:.0f}% of busy points within the objective "
+            "since the last change"
         )
+        step = _step(change.setting, change.to, heading, change.reason, advisor, now, why)
+        if step is not None:
+            out.append(step)
     return out

@@ -52,14 +52,16 @@ class Choice:
 def choose(
     suggested: Sequence[tuple[Setting, int, int]],
     simulate: Simulate,
-    seen_within: bool = True,
+    seen_within: bool | None = None,
 ) -> Choice | None:
     """The cheapest change (setting, current, suggested triples in) that meets the goal, or
     the closest to it. When the settings in force already meet it, only a change that costs
     no more is chosen, else none (`values` empty: nothing to recommend). None when the
     replays cannot judge the objective (no busy points or no objective), or no candidate
-    set is valid. `seen_within`: whether the history itself met the goal (a replay that
-    says the settings in force are fine while they were seen not to be is not believed)."""
+    set is valid. `seen_within`: whether the history itself met the goal (None: unknown,
+    the replay says). A replay that says the settings in force are fine while they were seen
+    not to be is not believed, nor one a little off the goal where they were seen to meet
+    it (which would buy a dearer change)."""
     rungs = RUNGS if len(suggested) < 3 else FEW_RUNGS
     options = [
         [(setting, current), *((setting, v) for v in ladder(current, target, rungs))]
@@ -80,12 +82,15 @@ def choose(
     if not tried:
         return None
     now = simulate({})
-    if seen_within and now is not None and (now.attainment or 0.0) >= GOAL:
-        # Already within the objective: only a change that also costs no more is worth it.
+    within = (now.attainment or 0.0) >= GOAL if seen_within is None and now else seen_within
+    if within and now is not None:
+        # Already within the objective: only a change that also costs no more is worth it,
+        # and serves as well as the replay says the settings in force do.
+        floor = min(GOAL, now.attainment or 0.0)
         cheaper = [
             (c, r)
             for c, r in tried
-            if (r.attainment or 0.0) >= GOAL and r.replica_hours <= now.replica_hours + 1e-9
+            if (r.attainment or 0.0) >= floor and r.replica_hours <= now.replica_hours + 1e-9
         ]
         if not cheaper:
             return Choice(values={}, outcome=now, tried=len(tried))

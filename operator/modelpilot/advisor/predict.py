@@ -123,7 +123,7 @@ def _searched(
             for r in recommendations
         ],
         replays,
-        seen_within=seen is not None and seen >= GOAL,
+        seen_within=None if seen is None else seen >= GOAL,
     )
     if now is None or chosen is None:
         return recommendations

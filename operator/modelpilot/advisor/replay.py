@@ -223,6 +223,7 @@ class Fitted(BaseModel):
 
 
 MIN_FIT_POINTS = 10
+MIN_SPREAD = 0.05  # requests per replica: the load's spread below which a slope is noise
 # How much closer (in summed log ratios, see `_miss`) the medians' curve must replay a
 # history than the line to be kept: the line predicts other settings better where both
 # replay the history about as well (it follows the slope of overloaded points too).
@@ -246,7 +247,9 @@ def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     mean_x = statistics.fmean([x for x, _ in pairs])  # lists: fmean counts a generator
     mean_y = statistics.fmean([y for _, y in pairs])  # item by item in Python
     var = sum((x - mean_x) ** 2 for x, _ in pairs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var if var else 0.0
+    # Points at (nearly) one load have no slope to learn: noise would make one up.
+    flat = var < MIN_SPREAD**2 * len(pairs)
+    slope = 0.0 if flat else sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var
     return slope, mean_y - slope * mean_x
 
 
@@ -275,8 +278,10 @@ def fit(
         return None
     tail = statistics.median(lat / mean for _, mean, lat in points)
     spans = _runs([(s or 0) > 0 for s in h.starting])
-    # A span of D seconds covers D / step grid points on average, wherever it starts.
-    cold = h.cold_start_seconds or (statistics.fmean(spans) * h.step if spans else None)
+    # A span of D seconds covers D / step grid points on average, wherever it starts; a
+    # replay counts replicas starting from the point after the one that asked for them,
+    # D / step - 1/2 on average, so half a step more reproduces the spans seen.
+    cold = h.cold_start_seconds or ((statistics.fmean(spans) + 0.5) * h.step if spans else None)
     fits = [
         Fitted(
             arrivals=[r or 0.0 for r in h.rps],

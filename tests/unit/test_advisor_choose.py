@@ -66,7 +66,7 @@ def test_when_nothing_meets_the_goal_the_closest_wins() -> None:
 
 def test_invalid_sets_are_skipped_and_no_objective_means_no_choice() -> None:
     def simulate(values: Values) -> Outcome | None:
-        return None if values.get("min_replicas", 1) > 3 else result(1.0, 1.0)
+        return None if values.get("min_replicas", 1) > 3 else result(0.9 if values else 1.0, 1.0)
 
     chosen = choose([("min_replicas", 1, 8)], simulate)
     assert chosen is not None and chosen.values == {"min_replicas": 2}
@@ -90,3 +90,23 @@ def test_within_the_objective_already_only_a_change_that_costs_no_more_is_chosen
 
     chosen = choose([("min_replicas", 6, 1)], spare)
     assert chosen is not None and chosen.values == {"min_replicas": 2}
+
+
+def test_within_the_objective_a_saving_inside_the_replays_error_is_not_worth_a_change() -> None:
+    # 1% fewer replica-hours is within what a replay misses by: not worth the risk.
+    def marginal(values: Values) -> Outcome:
+        return result(replica_hours=9.9 if values else 10.0, attainment=0.995)
+
+    chosen = choose([("scale_down_delay_seconds", 900, 1800)], marginal)
+    assert chosen is not None and chosen.values == {}
+
+
+def test_short_of_the_objective_a_change_that_buys_nothing_is_not_made() -> None:
+    # A longer delay, replayed: no better in time and dearer. Diagnosed, but no fix.
+    def dearer(values: Values) -> Outcome:
+        delay = values.get("scale_down_delay_seconds", 900)
+        return result(replica_hours=10 + delay / 900, attainment=0.95 - delay / 100_000)
+
+    chosen = choose([("scale_down_delay_seconds", 900, 3600)], dearer)
+    assert chosen is not None and chosen.values == {}
+    assert chosen.outcome.replica_hours == 11.0  # the settings in force, replayed

@@ -68,7 +68,7 @@ def test_the_replay_reproduces_every_scenario_it_was_fitted_from() -> None:
     rows, misses = [], []
     for name, scenario in SCENARIOS.items():
         seen = observed(name)
-        fitted = fit(seen, scenario.settings)  # as whatif fits: knowing what ran
+        fitted = fit(seen)
         assert fitted is not None, name
         objective = scenario.objective_ms / 1000 if scenario.objective_ms else 1.0
         was, again = outcome(seen, objective), outcome(replay(fitted, scenario.settings), objective)
@@ -93,29 +93,27 @@ def _demo() -> tuple[History, AutoscalingSpec, list[Change]]:
     return History.model_validate(doc["history"]), AutoscalingSpec(**doc["settings"]), changes
 
 
-def test_the_replay_reproduces_the_demos_history_but_its_backlogs() -> None:
-    # Recorded from `make demo` on the real node: latency there lags concurrency (answers
-    # stay slow while a backlog drains), which drags a least-squares line to a base of
-    # 0.67 s; the medians of the curve's own points give 0.24 s, and knowing what ran, the
-    # fit keeps the curve whose replay matches the history.
+def test_the_replay_reproduces_the_demos_history_backlogs_included() -> None:
+    # Recorded from `make demo` on the real node. Its first burst meets one cold replica,
+    # queues up to 375 requests and answers them up to 29 s late; the second queues 199 on
+    # two. The replay carries requests in flight from step to step and keeps each on the
+    # replica it was sent to; the curve is fitted on Little's-law means (concurrency /
+    # completions), which the latency series' lag does not drag (a plain least-squares line
+    # through the latency had a base of 0.67 s where the quiet points say 0.23 s).
     seen, now, changes = _demo()
     ran = as_it_ran(now, changes, seen.times)
     assert len(ran[1]) == 2  # Auto mode changed scaleDownDelaySeconds twice
-    line, chosen = fit(seen), fit(seen, *ran)
-    assert line is not None and chosen is not None
-    assert line.base_seconds > 0.5
-    assert 0.15 < chosen.base_seconds < 0.35
-    columns = compare(chosen, now, [], 1.0, 0, seen, ran)
-    print("\n" + table(columns, "p95 within 1 s", chosen))
+    fitted = fit(seen)
+    assert fitted is not None
+    assert 0.15 < fitted.base_seconds < 0.35
+    columns = compare(fitted, now, [], 1.0, 0, seen, ran)
+    print("\n" + table(columns, "p95 within 1 s", fitted))
     was, again = columns[0].outcome, columns[1].outcome
     assert again.replica_hours == pytest.approx(was.replica_hours, rel=0.10)
     assert again.latency_p50 == pytest.approx(was.latency_p50, rel=0.25)
+    assert again.latency_p95 == pytest.approx(was.latency_p95, rel=0.25)
     assert was.attainment is not None and again.attainment is not None
-    # The line's replay met the objective at 0% of busy points (67% seen). What the chosen
-    # one still misses (78%) is the backlogs: the first burst's on one cold replica (29 s
-    # answers, hence the p95 the replay does not reach), the second's on two. The replay's
-    # replicas carry no backlog from one step to the next.
-    assert abs(again.attainment - was.attainment) < 0.15
+    assert abs(again.attainment - was.attainment) < 0.10
 
 
 def test_the_fit_finds_the_service_curve_and_cold_start() -> None:
@@ -211,7 +209,7 @@ def test_the_self_check_replays_settings_as_auto_mode_changed_them() -> None:
     seen = history(steps, start)
     change = _change(start + half - 1, "scale_down_delay_seconds", 300, 1500)
     ran = as_it_ran(longer, [change], seen.times)
-    fitted = fit(seen, *ran)
+    fitted = fit(seen)
     assert fitted is not None
     columns = compare(fitted, longer, [], 1.0, 0, seen, ran)
     assert [c.name for c in columns] == ["observed", AS_IT_RAN, "current"]

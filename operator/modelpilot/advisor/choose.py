@@ -13,6 +13,7 @@ from modelpilot.advisor.replay import Outcome
 from modelpilot.settings import Setting
 
 GOAL = 0.99  # share of busy points within the objective
+MIN_SAVING = 0.02  # of replica-hours: a change for less when within the objective
 RUNGS = 3  # values tried per setting between the current one and the rule's (that one included)
 # With three or more settings at once only the rule's value is tried beside the current one:
 # a grid of 4^3 replays per model would cost more than the advice is worth.
@@ -81,24 +82,40 @@ def choose(
         tried.append((changed, result))
     if not tried:
         return None
+    count = len(tried)
     now = simulate({})
     within = (now.attainment or 0.0) >= GOAL if seen_within is None and now else seen_within
     if within and now is not None:
-        # Already within the objective: only a change that also costs no more is worth it,
-        # and serves as well as the replay says the settings in force do.
+        # Already within the objective: only a change that saves (more than the replay's
+        # own error on cost) and serves as well as the replay says the settings in force do
+        # is worth making.
         floor = min(GOAL, now.attainment or 0.0)
         cheaper = [
             (c, r)
             for c, r in tried
-            if (r.attainment or 0.0) >= floor and r.replica_hours <= now.replica_hours + 1e-9
+            if (r.attainment or 0.0) >= floor
+            and r.replica_hours <= now.replica_hours * (1 - MIN_SAVING) + 1e-9
         ]
         if not cheaper:
-            return Choice(values={}, outcome=now, tried=len(tried))
+            return Choice(values={}, outcome=now, tried=count)
         tried = cheaper
+    elif now is not None and (now.attainment or 0.0) < GOAL:
+        # Short of it, and so replayed: a change that serves no better and costs no less
+        # is no fix. (Where the replay says the settings in force are fine while they were
+        # seen not to be, its figure for them is no yardstick.)
+        replayed = now.attainment or 0.0
+        useful = [
+            (c, r)
+            for c, r in tried
+            if (r.attainment or 0.0) > replayed + 1e-9 or r.replica_hours < now.replica_hours - 1e-9
+        ]
+        if not useful:
+            return Choice(values={}, outcome=now, tried=count)
+        tried = useful
     goal = min(GOAL, max(r.attainment or 0.0 for _, r in tried))
     meeting = [(c, r) for c, r in tried if (r.attainment or 0.0) >= goal - 1e-9]
     values, result = min(
         meeting,
         key=lambda cr: (round(cr[1].replica_hours, 3), len(cr[0]), cr[1].scale_events_per_hour),
     )
-    return Choice(values=values, outcome=result, tried=len(tried))
+    return Choice(values=values, outcome=result, tried=count)

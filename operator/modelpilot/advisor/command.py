@@ -71,8 +71,8 @@ def run_whatif(
     history = with_measured_cold_start(judged.history, judged.status)
     current = judged.verdict.settings
     ran = whatif.as_it_ran(current, changes_of(judged.status), history.times) if history else None
-    fitted = replay.fit(history, *ran) if history is not None and ran is not None else None
-    if history is None or fitted is None:
+    fitted = replay.fit(history) if history is not None else None
+    if history is None or ran is None or fitted is None:
         raise CommandError(
             f"{namespace}/{name}: too little history in the last {format_duration(lookback)} "
             "to fit its latency curve (it needs traffic the meters measured)"
@@ -87,7 +87,9 @@ def run_whatif(
             arrivals = whatif.parse_trace(Path(trace).read_text().splitlines())
         except (OSError, ValueError) as exc:
             raise CommandError(f"--trace {trace}: {exc}") from None
-        fitted = fitted.model_copy(update={"arrivals": replay.trace_arrivals(arrivals, step)})
+        # Before a launch: the trace's arrivals from minReplicas, on the fitted model.
+        traced = replay.trace_arrivals(arrivals, step)
+        fitted = fitted.model_copy(update={"arrivals": traced, "initial": None})
         observed = None  # the trace never ran here: nothing to compare with
     objective = objective_of(judged.spec)
     threshold = build_context(history, current, objective).threshold

@@ -109,7 +109,7 @@ def _searched(
 ) -> list[Recommendation]:
     if not recommendations:
         return recommendations
-    fitted = fit(history, settings)
+    fitted = fit(history)
     if fitted is None:
         return recommendations
     hours = len(fitted.arrivals) * fitted.step / 3600

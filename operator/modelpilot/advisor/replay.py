@@ -1,15 +1,18 @@
 """Replay: a model's traffic under other autoscaling settings, step by step, with the
 scaling rule the operator runs (`scaler.policy.advance`, the core of its `decide`).
 
-The model of a replica: it serves its share of the in-flight requests with latency
-base + per_request x (per-replica concurrency - 1); in-flight requests follow Little's law
-(concurrency = arrival rate x latency); new replicas take `startup_seconds` to become
-active, and meanwhile requests that find no active replica wait for one.
+The model of a replica: a request on it takes base + per_request x (requests in flight on
+it - 1), never under base, and it completes in flight / latency requests a second. What
+arrives beyond that piles up and is carried from step to step, on the replica it was sent
+to (`Replicas`): replicas that come up meanwhile take their share of new arrivals, not the
+backlog. New replicas take `startup_seconds` to become active, and meanwhile requests that
+find no active replica wait for one.
 
 `fit` learns that model from a History (the arrivals, the service curve by least squares
-on latency against per-replica concurrency, the cold start from the spans replicas spent
-starting); `run` replays arrivals under some settings; `outcome` sums a History up (what
-it cost, how fast it was) so the observed and the replayed compare like with like.
+on Little's-law latency against per-replica concurrency, the cold start from the spans
+replicas spent starting); `run` replays arrivals under some settings; `outcome` sums a
+History up (what it cost, how fast it was) so the observed and the replayed compare like
+with like.
 """
 
 import bisect
@@ -25,7 +28,7 @@ from operator import add
 from pydantic import BaseModel
 
 from modelpilot.advisor.model import History
-from modelpilot.advisor.rules import median_line, ranked
+from modelpilot.advisor.rules import ranked
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.scaler.policy import Plain, ScalerState, advance
 
@@ -50,27 +53,116 @@ class Step:
     starting: int
     desired: int
     queue: float
+    served: float  # requests completed per second (what meters count: a request as it ends)
 
 
-def latency_at(rps: float, active: int, b: ModelBehaviour, waiting: float) -> tuple[float, float]:
-    """(latency, concurrency) for `rps` spread over `active` replicas."""
-    if rps <= 0:
-        return b.base_seconds, 0.0
-    if active == 0:  # everyone waits for the first replica to come up
-        latency = b.base_seconds + waiting
-        return latency, rps * latency
-    # C = rps x (base + k (C/A - 1))  =>  C = rps (base - k) / (1 - rps k / A)
-    k = b.per_request_seconds
-    denominator = 1 - rps * k / active
-    if denominator <= 0.1:  # overloaded: queues grow; cap at ten times the base load
-        concurrency = rps * (b.base_seconds - k) / 0.1 if b.base_seconds > k else rps * 10
-        overload = rps * k / active
-        latency = concurrency / rps * overload
-        return latency, concurrency
-    concurrency = rps * (b.base_seconds - k) / denominator
-    floor = rps * b.base_seconds
-    concurrency = concurrency if concurrency >= floor else floor  # max(), at a third the cost
-    return concurrency / rps, concurrency
+def carried(inflight: float, rps: float, b: ModelBehaviour, step: float) -> float:
+    """The requests in flight on a replica at the end of a step that began with `inflight`
+    and saw `rps` arrive: an implicit Euler step of d(in flight)/dt = arrivals -
+    completions, with completions = in flight / latency (Little's law) and the latency
+    base + per_request x (in flight - 1), never under base. Implicit, so a step far longer
+    than a request settles on the equilibrium (it is its fixed point) while arrivals beyond
+    what the replica can serve pile up and drain later, as queues do."""
+    total = inflight + rps * step  # what was in flight and what arrived
+    base, k = b.base_seconds, b.per_request_seconds
+    light = total / (1 + step / base)  # at most one request in flight: latency is base
+    if k <= 0 or light <= 1:
+        return light
+    # c + step x c / (base - k + k c) = total, a quadratic in c with one positive root
+    shift = base - k
+    half = (shift + step - k * total) / 2
+    return (math.sqrt(half * half + k * total * shift) - half) / k
+
+
+def latency_at(per_replica: float, b: ModelBehaviour) -> float:
+    """The latency of a request on a replica with `per_replica` requests in flight."""
+    if per_replica <= 1:
+        return b.base_seconds
+    return b.base_seconds + b.per_request_seconds * (per_replica - 1)
+
+
+SLOW_SHARE = 0.05  # the latency series is a high percentile: the slowest 5% of requests
+
+
+class Replicas:
+    """The active replicas' requests in flight, in groups of replicas that carry alike
+    (oldest first). A request stays on the replica it was sent to: replicas that come up
+    during a backlog take their share of new arrivals, not the backlog, which drains where
+    it queued (as behind a Service, where each request picks a pod once). Groups that
+    reach the same load merge, so a steady replay keeps one."""
+
+    __slots__ = ("groups", "held", "waiting")
+
+    def __init__(self) -> None:
+        self.groups: list[list[float]] = []  # [replicas, requests in flight on each]
+        self.held = 0
+        self.waiting = 0.0  # arrived while no replica was active
+
+    def step(self, rps: float, active: int, b: ModelBehaviour, step: float) -> float:
+        """One step of `rps` arrivals spread evenly over `active` replicas; the requests in
+        flight at its end."""
+        if active != self.held:
+            self._resize(active)
+        if not active:
+            self.waiting += rps * step
+            return self.waiting
+        groups = self.groups
+        if self.waiting:  # the first replicas up take what waited for them
+            for group in groups:
+                group[1] += self.waiting / active
+            self.waiting = 0.0
+        share = rps / active
+        if len(groups) == 1:  # all alike: the common case, kept cheap
+            group = groups[0]
+            after = carried(group[1], share, b, step)
+            group[1] = after if after >= SETTLED else 0.0
+            return group[0] * group[1]
+        total = 0.0
+        merged: list[list[float]] = []
+        for count, inflight in groups:
+            after = carried(inflight, share, b, step)
+            if after < SETTLED:
+                after = 0.0
+            last = merged[-1] if merged else None
+            if last is not None and abs(last[1] - after) <= SAME_LOAD * max(1.0, after):
+                last[1] = (last[0] * last[1] + count * after) / (last[0] + count)
+                last[0] += count
+            else:
+                merged.append([count, after])
+            total += count * after
+        self.groups = merged
+        return total
+
+    def _resize(self, active: int) -> None:
+        """New replicas join as a group of their own, carrying nothing yet; on the way down
+        the latest started go first (what they carried completes as they drain)."""
+        groups = self.groups
+        if active > self.held:
+            groups.append([active - self.held, 0.0])
+        while active < self.held:
+            drop = min(self.held - active, int(groups[-1][0]))
+            groups[-1][0] -= drop
+            self.held -= drop
+            if not groups[-1][0]:
+                groups.pop()
+        self.held = active
+
+    def latency(self, b: ModelBehaviour, waiting: float) -> float:
+        """The latency the slowest SLOW_SHARE of new requests see (`waiting`: how long
+        requests wait for the first replica when none is active)."""
+        if not self.held:
+            return b.base_seconds + waiting
+        if len(self.groups) == 1:
+            return latency_at(self.groups[0][1], b)
+        seen = 0.0
+        for count, inflight in sorted(self.groups, key=lambda g: -g[1]):
+            seen += count / self.held
+            if seen >= SLOW_SHARE:
+                return latency_at(inflight, b)
+        return latency_at(self.groups[-1][1], b)
+
+
+SAME_LOAD = 0.01  # groups whose loads differ by under 1% carry alike
 
 
 def run(
@@ -83,14 +175,15 @@ def run(
     async_load: Load | None = None,
     noise: float = 0.03,
     changed: Sequence[tuple[int, AutoscalingSpec]] = (),
+    initial: int | None = None,
 ) -> list[Step]:
     """`seconds` of `load` under `settings` (from each step in `changed` on, its settings),
-    one Step per `step`."""
+    one Step per `step`, from `initial` replicas (None: minReplicas)."""
     times = [n * step for n in range(int(seconds // step))]
     rps = [max(load(t), 0.0) for t in times]
     queued = [async_load(t) for t in times] if async_load is not None else None
     rng = random.Random(seed)
-    path = trajectory(settings, rps, behaviour, step, rng, noise, queued, changed)
+    path = trajectory(settings, rps, behaviour, step, rng, noise, queued, changed, initial)
     columns = zip(
         times,
         rps,
@@ -100,9 +193,15 @@ def run(
         path.starting,
         path.desired,
         path.queue,
+        path.served,
         strict=True,
     )
     return [Step(*point) for point in columns]
+
+
+# Requests (in flight, or completed in a step) below which none are: a fluid queue drains
+# geometrically, and an idle spell must read as idle, not as a trickle of 1e-30 requests.
+SETTLED = 0.01
 
 
 @dataclass(slots=True)
@@ -115,6 +214,7 @@ class Trajectory:
     starting: list[int]
     desired: list[int]
     queue: list[float]
+    served: list[float]
 
 
 def trajectory(
@@ -126,26 +226,33 @@ def trajectory(
     noise: float = 0.0,
     async_rps: Sequence[float] | None = None,
     changed: Sequence[tuple[int, AutoscalingSpec]] = (),
+    initial: int | None = None,
 ) -> Trajectory:
     """Arrivals (`rps` per step, >= 0) under `settings`: the scaler's rule decides at every
     step on the window's average concurrency. The inner loop of every replay (thousands of
     steps per candidate setting, candidates per troubled model, models per fleet), so it
     keeps plain lists and calls the rule's message-free core. `changed`: (step, settings)
-    in step order, the settings in force from that step on (as Auto mode changed them)."""
-    state = ScalerState(replicas=settings.min_replicas)
+    in step order, the settings in force from that step on (as Auto mode changed them).
+    `initial`: the replicas up (and ready) at the start, within the settings' bounds; None:
+    minReplicas. A replay of a lookback begins mid-stream, with the replicas up then."""
+    up = settings.min_replicas if initial is None else initial
+    first = min(max(up, settings.min_replicas), settings.max_replicas)
+    state = ScalerState(replicas=first)
     knobs = Plain.of(settings)
     # When each replica is active, kept sorted: replicas start in time order and the
     # latest started go first on the way down.
-    ready_at: list[float] = [-1.0] * settings.min_replicas
+    ready_at: list[float] = [-1.0] * first
     width = max(1, int(settings.autoscaling_window_seconds // step))
     window: deque[float] = deque(maxlen=width)
     switches = list(changed)
     switch_at = switches[0][0] if switches else -1
-    queue = 0.0
+    queue = inflight = 0.0
+    replicas_now = Replicas()
     size = len(rps)
     # Filled in place (a store costs half an append): this loop runs some half a million
     # times per fleet evaluation.
     concurrencies, latencies, queues = [0.0] * size, [0.0] * size, [0.0] * size
+    served = [0.0] * size
     actives, startings, desireds = [0] * size, [0] * size, [0] * size
     jitter = rng.uniform if rng is not None and noise else None
     ready = bisect.bisect_right
@@ -161,7 +268,12 @@ def trajectory(
         active = ready(ready_at, t)
         starting = count - active
         soonest = ready_at[active] - t if starting else 0.0
-        latency, concurrency = latency_at(r, active, b, soonest / 2)
+        before = inflight
+        inflight = replicas_now.step(r, active, b, step)
+        done = r - (inflight - before) / step
+        served[n] = done if done * step > SETTLED else 0.0
+        latency = replicas_now.latency(b, soonest / 2)
+        concurrency = inflight
         if jitter is not None:
             latency *= 1 + jitter(-noise, noise)
         if async_rps is not None:
@@ -182,7 +294,7 @@ def trajectory(
         startings[n] = starting
         desireds[n] = want or replicas
         queues[n] = queue
-    return Trajectory(concurrencies, latencies, actives, startings, desireds, queues)
+    return Trajectory(concurrencies, latencies, actives, startings, desireds, queues, served)
 
 
 def history(steps: list[Step], start: float, step: float = 15.0) -> History:
@@ -191,8 +303,8 @@ def history(steps: list[Step], start: float, step: float = 15.0) -> History:
         times=[start + s.t for s in steps],
         step=step,
         concurrency=[s.concurrency for s in steps],
-        latency=[s.latency if s.rps > 0 else None for s in steps],
-        rps=[s.rps for s in steps],
+        latency=[s.latency if s.rps > 0 or s.served > 0 else None for s in steps],
+        rps=[s.served for s in steps],
         errors=[0.0 for _ in steps],
         active=[float(s.active) for s in steps],
         starting=[float(s.starting) for s in steps],
@@ -212,8 +324,35 @@ class Fitted(BaseModel):
     base_seconds: float  # mean latency at one request per replica
     per_request_seconds: float  # more mean latency per extra request on a replica
     tail_ratio: float  # the latency series (a percentile) over the mean, typically
+    # How the latency series reads a mean latency: (a band's median mean, its median
+    # series value), the means ascending. A percentile from histogram buckets is not one
+    # ratio to the mean at every latency (it sticks at a bucket's bound, then jumps), and
+    # the objective is judged on it.
+    reads: list[tuple[float, float]] = []
     cold_start_seconds: float | None  # None: no replica was seen starting
     points: int  # how many points fed the service curve
+    initial: int | None = None  # replicas up at the first point (None: not seen)
+
+    def percentile(self, latencies: Sequence[float]) -> list[float]:
+        """Mean latencies as the latency series would read them: between the bands seen,
+        by linear interpolation; beyond them, at the nearest band's ratio."""
+        reads = self.reads
+        if not reads:
+            return [v * self.tail_ratio for v in latencies]
+        means = [mean for mean, _ in reads]
+        last = len(reads) - 1
+        out = []
+        for v in latencies:
+            i = bisect.bisect_left(means, v)
+            if i == 0:
+                mean, read = reads[0]
+                out.append(v * read / mean)
+            elif i > last:
+                out.append(v * self.tail_ratio)
+            else:
+                (m0, r0), (m1, r1) = reads[i - 1], reads[i]
+                out.append(r0 + (r1 - r0) * (v - m0) / (m1 - m0))
+        return out
 
     @property
     def behaviour(self) -> ModelBehaviour:
@@ -224,10 +363,6 @@ class Fitted(BaseModel):
 
 MIN_FIT_POINTS = 10
 MIN_SPREAD = 0.05  # requests per replica: the load's spread below which a slope is noise
-# How much closer (in summed log ratios, see `_miss`) the medians' curve must replay a
-# history than the line to be kept: the line predicts other settings better where both
-# replay the history about as well (it follows the slope of overloaded points too).
-CLEARLY_BETTER = 0.25
 
 
 def _runs(flags: Sequence[bool]) -> list[int]:
@@ -243,97 +378,121 @@ def _runs(flags: Sequence[bool]) -> list[int]:
 
 
 def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Least squares: (slope, intercept)."""
-    mean_x = statistics.fmean([x for x, _ in pairs])  # lists: fmean counts a generator
-    mean_y = statistics.fmean([y for _, y in pairs])  # item by item in Python
-    var = sum((x - mean_x) ** 2 for x, _ in pairs)
+    """Least squares on relative errors (weights 1/y^2): (slope, intercept). Latency's noise
+    grows with it, so a backlog's minute-long points would otherwise outweigh the
+    sub-second ones that say what the base is."""
+    weights = [1 / (y * y) if y > 0 else 0.0 for _, y in pairs]
+    total = sum(weights)
+    if not total:
+        return 0.0, 0.0
+    mean_x = sum(w * x for w, (x, _) in zip(weights, pairs, strict=True)) / total
+    mean_y = sum(w * y for w, (_, y) in zip(weights, pairs, strict=True)) / total
+    var = sum(w * (x - mean_x) ** 2 for w, (x, _) in zip(weights, pairs, strict=True))
     # Points at (nearly) one load have no slope to learn: noise would make one up.
-    flat = var < MIN_SPREAD**2 * len(pairs)
-    slope = 0.0 if flat else sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var
-    return slope, mean_y - slope * mean_x
+    if var < MIN_SPREAD**2 * total:
+        return 0.0, mean_y
+    covar = sum(w * (x - mean_x) * (y - mean_y) for w, (x, y) in zip(weights, pairs, strict=True))
+    return covar / var, mean_y - covar / var * mean_x
 
 
-def fit(
-    h: History,
-    settings: AutoscalingSpec | None = None,
-    changed: Sequence[tuple[int, AutoscalingSpec]] = (),
-) -> Fitted | None:
+def fit(h: History) -> Fitted | None:
     """The service curve, arrivals and cold start of `h`; None with too few points.
 
-    The history's latency is a percentile (the objective's), while the concurrency the
-    scaler acts on follows the mean (Little's law: concurrency / arrival rate, exact from
-    the meters' own series). So the curve is fitted on the percentile scaled down by its
-    typical ratio to the mean, against per-replica concurrency, and a replay scales its
-    latency back up by that ratio.
-
-    With the `settings` that ran (and `changed`, as Auto mode changed them), both curves of
-    `_curves` are replayed under them, and the second is kept only when it reproduces the
-    history (replica-hours and p50) clearly better than the line does."""
+    The curve is fitted on the mean latency by Little's law (concurrency / completions,
+    both from the meters' own counters over the same windows), against requests in flight
+    per replica: the latency series is a percentile from histogram buckets, coarse in the
+    seconds a backlog takes, and lags concurrency while one drains. A replay scales its
+    mean latency up to the percentile by their typical ratio in the history."""
+    joined = _joined(h.active)
     points = [
         (c / a, c / r, lat)
-        for c, r, lat, a in zip(h.concurrency, h.rps, h.latency, h.active, strict=True)
-        if c is not None and r and a and c > 0 and lat is not None
+        for c, r, lat, a, new in zip(h.concurrency, h.rps, h.latency, h.active, joined, strict=True)
+        if c is not None and r and a and c > 0 and lat is not None and not (new and c > a)
     ]
     if len(points) < MIN_FIT_POINTS or not h.times:
         return None
-    tail = statistics.median(lat / mean for _, mean, lat in points)
     spans = _runs([(s or 0) > 0 for s in h.starting])
     # A span of D seconds covers D / step grid points on average, wherever it starts; a
     # replay counts replicas starting from the point after the one that asked for them,
     # D / step - 1/2 on average, so half a step more reproduces the spans seen.
     cold = h.cold_start_seconds or ((statistics.fmean(spans) + 0.5) * h.step if spans else None)
-    fits = [
-        Fitted(
-            arrivals=[r or 0.0 for r in h.rps],
-            step=h.step,
-            base_seconds=base,
-            per_request_seconds=slope,
-            tail_ratio=tail,
-            cold_start_seconds=cold,
-            points=len(points),
-        )
-        for base, slope in _curves(points, tail)
-    ]
-    if settings is None or len(fits) == 1:
-        return fits[0]
-    seen = outcome(h, None)
-    line, medians = (_miss(seen, replay_outcome(f, settings, None, changed)) for f in fits)
-    return fits[1] if medians < line - CLEARLY_BETTER else fits[0]
+    base, slope = _curve([(x, mean) for x, mean, _ in points])
+    return Fitted(
+        arrivals=arrivals(h),
+        step=h.step,
+        base_seconds=base,
+        per_request_seconds=slope,
+        tail_ratio=statistics.median(lat / mean for _, mean, lat in points),
+        reads=_bands([(mean, lat) for _, mean, lat in points]),
+        cold_start_seconds=cold,
+        points=len(points),
+        initial=next((round(a) for a in h.active if a is not None), None),
+    )
 
 
-def _curves(points: Sequence[tuple[float, float, float]], tail: float) -> list[tuple[float, float]]:
-    """(base, slope) of the service curve: by least squares on the percentile scaled to
-    the mean, and, where enough points lie on each side of one request per replica, the
-    `median_line` of the mean latency (Little's law). The first holds where load changes
-    are sampled finely; the second where a window's latency lags its concurrency."""
-    pairs = [(x, lat / tail) for x, _, lat in points]
-    slope, intercept = _line(pairs)
+BANDS = 8  # of the latency series by mean latency, at most
+
+
+def _bands(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(median mean, median series value) over bands of the points by mean latency, each of
+    at least MIN_FIT_POINTS // 2 points, the means strictly ascending."""
+    pairs.sort()
+    size = max(MIN_FIT_POINTS // 2, -(-len(pairs) // BANDS))
+    out: list[tuple[float, float]] = []
+    for i in range(0, len(pairs), size):
+        band = pairs[i : i + size]
+        mean = statistics.median(m for m, _ in band)
+        if out and mean <= out[-1][0]:
+            continue  # a band at the same mean as the last says nothing more
+        out.append((mean, statistics.median(v for _, v in band)))
+    return out
+
+
+def _joined(active: Sequence[float | None], within: int = 2) -> list[bool]:
+    """Whether replicas came up at each point or the `within` before it. A backlog stays on
+    the replicas it queued on, so there the load per replica is an average over replicas
+    that carry very different loads, and says nothing of one replica's latency."""
+    out, last, since = [], None, within + 1
+    for a in active:
+        since = 0 if a is not None and last is not None and a > last else since + 1
+        last = a if a is not None else last
+        out.append(since <= within)
+    return out
+
+
+def arrivals(h: History) -> list[float]:
+    """Requests per second arriving at each point. Meters count a request as it ends, so
+    while a backlog builds they count what the replicas complete, not what arrives; the
+    difference is what piled up: arrivals = completions + the change in flight per second."""
+    out, before = [], None
+    for r, c in zip(h.rps, h.concurrency, strict=True):
+        piled = (c - before) / h.step if c is not None and before is not None else 0.0
+        out.append(max((r or 0.0) + piled, 0.0))
+        before = c if c is not None else before
+    return out
+
+
+def _curve(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(base, slope) of mean latency = base + slope x max(in flight per replica - 1, 0),
+    by least squares on relative errors, from (in flight per replica, mean latency)."""
+    pairs = [(max(x - 1, 0.0), mean) for x, mean in points]  # linear in (base, slope)
+    slope, base = _line(pairs)
     # Points far off the line (a replica overwhelmed for a step, then relieved) would drag
-    # it: drop those beyond 3 median deviations (and a quarter of the typical latency, so a
-    # history mostly at one load does not discard every other) once and fit again.
-    residuals = [abs(y - intercept - slope * x) for x, y in pairs]
-    cut = 3 * statistics.median(residuals) + 0.25 * statistics.median(y for _, y in pairs)
-    kept = [p for p, r in zip(pairs, residuals, strict=True) if r <= cut]
+    # it: drop those beyond 3 median relative deviations (and a quarter, so a history
+    # mostly at one load does not discard every other) once and fit again.
+    misses = [abs(y - base - slope * z) / y for z, y in pairs]
+    cut = 3 * statistics.median(misses) + 0.25
+    kept = [p for p, miss in zip(pairs, misses, strict=True) if miss <= cut]
     if len(kept) >= MIN_FIT_POINTS:
-        slope, intercept = _line(kept)
+        slope, base = _line(kept)
     slope = max(slope, 0.0)  # more load is never faster
-    # latency = base + k (c - 1): the line's value at one request per replica is the base.
-    curves = [(max(intercept + slope, 1e-3), slope)]
-    medians = median_line([(x, mean) for x, mean, _ in points], MIN_FIT_POINTS // 2)
-    if medians is not None:
-        curves.append((max(medians[0], 1e-3), max(medians[1], 0.0)))
-    return curves
-
-
-def _miss(seen: "Outcome", again: "Outcome") -> float:
-    """How far a replay is from what was seen: replica-hours and p50, as log ratios. Not the
-    tail: a p95 lands on one slow point or another depending on how the grid falls on a
-    burst, and would pick whichever curve happens to land on the same one."""
-    ratios = [
-        (again.replica_hours, seen.replica_hours),
-        (again.latency_p50, seen.latency_p50),
-    ]
-    return sum(abs(math.log(a / b)) for a, b in ratios if a and b)
+    if sum(1 for z, _ in pairs if z <= 1) < MIN_FIT_POINTS // 2 and slope:
+        # Never seen near one request per replica (only ever overloaded), the base is out of
+        # sight: a lone request is taken to take one request's share of the throughput, the
+        # least it can, so the replay errs toward more replicas helping. The next history,
+        # with them, shows the base.
+        base = min(base, slope)
+    return max(base, 1e-3), slope
 
 
 def replay(
@@ -345,14 +504,19 @@ def replay(
     """The fitted arrivals under `settings` (and from each step in `changed` on, its
     settings), as a History on the same grid (its latency at the objective's percentile, as
     the history it was fitted from)."""
-    rps, step, tail = fitted.arrivals, fitted.step, fitted.tail_ratio
-    path = trajectory(settings, rps, fitted.behaviour, step, changed=changed)
+    rps, step = fitted.arrivals, fitted.step
+    path = trajectory(
+        settings, rps, fitted.behaviour, step, changed=changed, initial=fitted.initial
+    )
+    read = fitted.percentile(path.latency)
     return History(
         times=[start + n * step for n in range(len(rps))],
         step=step,
         concurrency=path.concurrency,
-        latency=[v * tail if r > 0 else None for v, r in zip(path.latency, rps, strict=True)],
-        rps=rps,
+        latency=[
+            v if r > 0 or d > 0 else None for v, r, d in zip(read, rps, path.served, strict=True)
+        ],
+        rps=path.served,
         errors=[0.0] * len(rps),
         active=[float(a) for a in path.active],
         starting=[float(s) for s in path.starting],
@@ -379,7 +543,7 @@ class Outcome(BaseModel):
 
 def outcome(h: History, objective_seconds: float | None) -> Outcome:
     replicas = [a + (s or 0) for a, s in zip(h.active, h.starting, strict=True) if a is not None]
-    busy = [lat for lat, r in zip(h.latency, h.rps, strict=True) if lat is not None and r]
+    busy = [lat for lat in h.latency if lat is not None]  # where requests were measured
     return _summary(replicas, busy, len(h.times), h.step, objective_seconds)
 
 
@@ -393,9 +557,11 @@ def replay_outcome(
     the trajectory: choosing values replays several candidates per troubled model, and
     building each one's History only to sum it up took a third of the time."""
     rps = fitted.arrivals
-    path = trajectory(settings, rps, fitted.behaviour, fitted.step, changed=changed)
-    tail = fitted.tail_ratio
-    busy = [v * tail for v, r in zip(path.latency, rps, strict=True) if r > 0]
+    path = trajectory(
+        settings, rps, fitted.behaviour, fitted.step, changed=changed, initial=fitted.initial
+    )
+    read = fitted.percentile(path.latency)
+    busy = [v for v, r, d in zip(read, rps, path.served, strict=True) if r > 0 or d > 0]
     replicas = list(map(add, path.active, path.starting))
     return _summary(replicas, busy, len(rps), fitted.step, objective_seconds)
 

@@ -205,7 +205,10 @@ def thrash(ctx: Context) -> Recommendation | None:
     hours = len(ctx.history.times) * ctx.step / 3600
     if reversals < 4 or reversals / hours < 1:
         return None
-    near = {j for i, _ in events for j in range(i - 2, i + 3)}
+    # Around each change, and while the replicas it started were not serving yet: requests
+    # that queue for a replica answer late until it is up, however long it takes to start.
+    starting = [i for i, s in enumerate(ctx.history.starting) if s]
+    near = {j for i, _ in events for j in range(i - 2, i + 3)} | set(starting)
     close = _known([ctx.history.latency[i] for i in near if 0 <= i < len(ctx.replicas)])
     away = _known([v for i, v in enumerate(ctx.history.latency) if i not in near])
     if len(close) < 3 or len(away) < 3:

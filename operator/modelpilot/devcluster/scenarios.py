@@ -102,7 +102,7 @@ def series(
         dt = s.t - previous_t if previous_t is not None else 0.0
         previous_t = s.t
         integral += s.concurrency * dt
-        served = s.rps * dt
+        served = s.served * dt
         requests += served
         generation = streaming.generation_seconds if streaming else 0.0
         end_to_end.observe(served, s.latency + generation)

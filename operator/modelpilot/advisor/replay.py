@@ -98,25 +98,31 @@ class Replicas:
         self.held = 0
         self.waiting = 0.0  # arrived while no replica was active
 
-    def step(self, rps: float, active: int, b: ModelBehaviour, step: float) -> float:
-        """One step of `rps` arrivals spread evenly over `active` replicas; the requests in
-        flight at its end."""
+    def step(
+        self, rps: float, active: int, b: ModelBehaviour, step: float, waiting: float
+    ) -> tuple[float, float]:
+        """One step of `rps` arrivals spread evenly over `active` replicas: the requests in
+        flight at its end, and the latency the slowest SLOW_SHARE of them see (`waiting`:
+        how long requests wait for the first replica when none is active). Called at every
+        step of every replay, so the common case (all replicas alike) is kept cheap."""
         if active != self.held:
             self._resize(active)
         if not active:
             self.waiting += rps * step
-            return self.waiting
+            return self.waiting, b.base_seconds + waiting
         groups = self.groups
         if self.waiting:  # the first replicas up take what waited for them
             for group in groups:
                 group[1] += self.waiting / active
             self.waiting = 0.0
         share = rps / active
-        if len(groups) == 1:  # all alike: the common case, kept cheap
+        if len(groups) == 1:
             group = groups[0]
             after = carried(group[1], share, b, step)
-            group[1] = after if after >= SETTLED else 0.0
-            return group[0] * group[1]
+            if after < SETTLED:
+                after = 0.0
+            group[1] = after
+            return active * after, latency_at(after, b)
         total = 0.0
         merged: list[list[float]] = []
         for count, inflight in groups:
@@ -131,7 +137,7 @@ class Replicas:
                 merged.append([count, after])
             total += count * after
         self.groups = merged
-        return total
+        return total, self._slowest(b)
 
     def _resize(self, active: int) -> None:
         """New replicas join as a group of their own, carrying nothing yet; on the way down
@@ -147,11 +153,8 @@ class Replicas:
                 groups.pop()
         self.held = active
 
-    def latency(self, b: ModelBehaviour, waiting: float) -> float:
-        """The latency the slowest SLOW_SHARE of new requests see (`waiting`: how long
-        requests wait for the first replica when none is active)."""
-        if not self.held:
-            return b.base_seconds + waiting
+    def _slowest(self, b: ModelBehaviour) -> float:
+        """The latency the slowest SLOW_SHARE of new requests see, over the groups."""
         if len(self.groups) == 1:
             return latency_at(self.groups[0][1], b)
         seen = 0.0
@@ -269,10 +272,9 @@ def trajectory(
         starting = count - active
         soonest = ready_at[active] - t if starting else 0.0
         before = inflight
-        inflight = replicas_now.step(r, active, b, step)
+        inflight, latency = replicas_now.step(r, active, b, step, soonest / 2)
         done = r - (inflight - before) / step
         served[n] = done if done * step > SETTLED else 0.0
-        latency = replicas_now.latency(b, soonest / 2)
         concurrency = inflight
         if jitter is not None:
             latency *= 1 + jitter(-noise, noise)
@@ -335,23 +337,28 @@ class Fitted(BaseModel):
 
     def percentile(self, latencies: Sequence[float]) -> list[float]:
         """Mean latencies as the latency series would read them: between the bands seen,
-        by linear interpolation; beyond them, at the nearest band's ratio."""
+        by linear interpolation; below them, at the lowest band's ratio; above them, at the
+        series' typical ratio to the mean."""
         reads = self.reads
         if not reads:
             return [v * self.tail_ratio for v in latencies]
         means = [mean for mean, _ in reads]
         last = len(reads) - 1
+        done: dict[float, float] = {}  # a steady replay repeats its latencies
         out = []
         for v in latencies:
-            i = bisect.bisect_left(means, v)
-            if i == 0:
-                mean, read = reads[0]
-                out.append(v * read / mean)
-            elif i > last:
-                out.append(v * self.tail_ratio)
-            else:
-                (m0, r0), (m1, r1) = reads[i - 1], reads[i]
-                out.append(r0 + (r1 - r0) * (v - m0) / (m1 - m0))
+            read = done.get(v)
+            if read is None:
+                i = bisect.bisect_left(means, v)
+                if i == 0:
+                    read = v * reads[0][1] / reads[0][0]
+                elif i > last:
+                    read = v * self.tail_ratio
+                else:
+                    (m0, r0), (m1, r1) = reads[i - 1], reads[i]
+                    read = r0 + (r1 - r0) * (v - m0) / (m1 - m0)
+                done[v] = read
+            out.append(read)
         return out
 
     @property

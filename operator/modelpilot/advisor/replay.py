@@ -408,8 +408,8 @@ def fit(h: History) -> Fitted | None:
     The curve is fitted on the mean latency by Little's law (concurrency / completions,
     both from the meters' own counters over the same windows), against requests in flight
     per replica: the latency series is a percentile from histogram buckets, coarse in the
-    seconds a backlog takes, and lags concurrency while one drains. A replay scales its
-    mean latency up to the percentile by their typical ratio in the history."""
+    seconds a backlog takes, and lags concurrency while one drains. A replay reads its mean
+    latency back as that series read the history's means (`Fitted.percentile`)."""
     joined = _joined(h.active)
     points = [
         (c / a, c / r, lat)

@@ -33,12 +33,20 @@ def _judge_batch(cases: list[Case]) -> list[Verdict | Exception]:
     return [judge_one(case) for case in cases]
 
 
+_all_up: Any = None  # each worker's copy of the pool's start barrier
+
+
 def _ready() -> bool:
+    """Wait until every worker holds one of these: the pool starts a worker only when none
+    is idle, so `processes` calls that returned at once could all run on the first."""
+    _all_up.wait(timeout=60)
     return True
 
 
-def _announce(started: Any) -> None:
+def _announce(started: Any, all_up: Any) -> None:
     """Each worker's first act: say its pid (the benchmark measures the workers' memory)."""
+    global _all_up
+    _all_up = all_up
     started.put(os.getpid())
 
 
@@ -52,8 +60,12 @@ class Judges:
         context.set_forkserver_preload(["modelpilot.advisor.judge"])
         self._started = context.SimpleQueue()
         self._pids: set[int] = set()
+        all_up = context.Barrier(processes)
         self._pool = ProcessPoolExecutor(
-            processes, mp_context=context, initializer=_announce, initargs=(self._started,)
+            processes,
+            mp_context=context,
+            initializer=_announce,
+            initargs=(self._started, all_up),
         )
 
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from modelpilot.settings import Setting
 
 GOAL = 0.99  # share of busy points within the objective
 MIN_SAVING = 0.02  # of replica-hours: a change for less when within the objective
+MIN_GAIN = 0.01  # of busy points in time: a change for more when short of it
 RUNGS = 3  # values tried per setting between the current one and the rule's (that one included)
 # With three or more settings at once only the rule's value is tried beside the current one:
 # a grid of 4^3 replays per model would cost more than the advice is worth.
@@ -107,7 +108,8 @@ def choose(
         useful = [
             (c, r)
             for c, r in tried
-            if (r.attainment or 0.0) > replayed + 1e-9 or r.replica_hours < now.replica_hours - 1e-9
+            if (r.attainment or 0.0) >= replayed + MIN_GAIN
+            or r.replica_hours < now.replica_hours - 1e-9
         ]
         if not useful:
             return Choice(values={}, outcome=now, tried=count)

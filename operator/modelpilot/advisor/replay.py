@@ -28,7 +28,7 @@ from operator import add
 from pydantic import BaseModel
 
 from modelpilot.advisor.model import History
-from modelpilot.advisor.rules import ranked
+from modelpilot.advisor.rules import came_up, ranked
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.scaler.policy import Plain, ScalerState, advance
 
@@ -410,7 +410,7 @@ def fit(h: History) -> Fitted | None:
     per replica: the latency series is a percentile from histogram buckets, coarse in the
     seconds a backlog takes, and lags concurrency while one drains. A replay reads its mean
     latency back as that series read the history's means (`Fitted.percentile`)."""
-    joined = _joined(h.active)
+    joined = came_up(h.active)
     points = [
         (c / a, c / r, lat)
         for c, r, lat, a, new in zip(h.concurrency, h.rps, h.latency, h.active, joined, strict=True)
@@ -452,18 +452,6 @@ def _bands(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
         if out and mean <= out[-1][0]:
             continue  # a band at the same mean as the last says nothing more
         out.append((mean, statistics.median(v for _, v in band)))
-    return out
-
-
-def _joined(active: Sequence[float | None], within: int = 2) -> list[bool]:
-    """Whether replicas came up at each point or the `within` before it. A backlog stays on
-    the replicas it queued on, so there the load per replica is an average over replicas
-    that carry very different loads, and says nothing of one replica's latency."""
-    out, last, since = [], None, within + 1
-    for a in active:
-        since = 0 if a is not None and last is not None and a > last else since + 1
-        last = a if a is not None else last
-        out.append(since <= within)
     return out
 
 

@@ -57,6 +57,19 @@ def median_line(pairs: Sequence[tuple[float, float]], enough: int) -> tuple[floa
     return level, statistics.median(slopes)
 
 
+def came_up(active: Series, within: int = 2) -> list[bool]:
+    """Whether replicas came up (became active) at each point or the `within` before it. A
+    backlog stays on the replicas it queued on, so it drains there after new replicas come
+    up: answers stay slow a while, and the load per replica is then an average over
+    replicas that carry very different loads."""
+    out, last, since = [], None, within + 1
+    for a in active:
+        since = 0 if a is not None and last is not None and a > last else since + 1
+        last = a if a is not None else last
+        out.append(since <= within)
+    return out
+
+
 def _round_up(value: float, unit: int) -> int:
     return int(math.ceil(value / unit) * unit)
 
@@ -205,10 +218,12 @@ def thrash(ctx: Context) -> Recommendation | None:
     hours = len(ctx.history.times) * ctx.step / 3600
     if reversals < 4 or reversals / hours < 1:
         return None
-    # Around each change, and while the replicas it started were not serving yet: requests
-    # that queue for a replica answer late until it is up, however long it takes to start.
+    # Around each change, while the replicas it started were not serving yet, and just
+    # after they came up: requests that queued for a replica answer late until it is up and
+    # its backlog drained, however long it takes to start.
     starting = [i for i, s in enumerate(ctx.history.starting) if s]
-    near = {j for i, _ in events for j in range(i - 2, i + 3)} | set(starting)
+    drained = [i for i, up in enumerate(came_up(ctx.history.active)) if up]
+    near = {j for i, _ in events for j in range(i - 2, i + 3)} | set(starting) | set(drained)
     close = _known([ctx.history.latency[i] for i in near if 0 <= i < len(ctx.replicas)])
     away = _known([v for i, v in enumerate(ctx.history.latency) if i not in near])
     if len(close) < 3 or len(away) < 3:

@@ -57,8 +57,9 @@ def choose(
     seen_within: bool | None = None,
 ) -> Choice | None:
     """The cheapest change (setting, current, suggested triples in) that meets the goal, or
-    the closest to it. When the settings in force already meet it, only a change that costs
-    no more is chosen, else none (`values` empty: nothing to recommend). None when the
+    the closest to it. When the settings in force already meet it, only a change that saves
+    MIN_SAVING of their replica-hours is chosen; short of it, only one that costs less or
+    gains MIN_GAIN in time; else none (`values` empty: nothing to recommend). None when the
     replays cannot judge the objective (no busy points or no objective), or no candidate
     set is valid. `seen_within`: whether the history itself met the goal (None: unknown,
     the replay says). A replay that says the settings in force are fine while they were seen

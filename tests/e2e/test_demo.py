@@ -94,8 +94,9 @@ def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Pat
         )
         check = json.loads(got.stdout)["self_check"]
         assert check["column"] == "as it ran"
-        # Replica-hours hold (+6% on the recorded run); p95 does not: the first burst's backlog
-        # on one cold replica, which the replay's replicas do not carry (README).
+        # Replica-hours hold (+4% on the recorded history). Its p95 (-8% there) rests on the
+        # backlog the first burst leaves on one cold replica; it is printed, not yet asserted
+        # on live runs (README: What if).
         assert abs(check["replica_hours"]) <= 0.25, check
         logs = state_dir / "logs"
         assert (logs / "operator.log").exists() and any((logs / "pods").iterdir())

@@ -62,6 +62,22 @@ def _history(what: str) -> Callable[[FC], FC]:
     return apply
 
 
+_namespace = click.option(
+    "-n", "--namespace", default="default", show_default=True, help="The model's namespace."
+)
+
+
+def _served_namespaces(what: str) -> Callable[[FC], FC]:
+    """-n/--namespace, repeatable: the namespaces a long-running component serves."""
+    return click.option(
+        "-n",
+        "--namespace",
+        "namespaces",
+        multiple=True,
+        help=f"Serve only {what} (repeatable). Default: all namespaces.",
+    )
+
+
 _output_format = click.option(
     "-o",
     "--output",
@@ -79,13 +95,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "-n",
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    help="Serve only this namespace (repeatable). Default: all namespaces.",
-)
+@_served_namespaces("this namespace")
 @click.option(
     "--metrics-address",
     default="0.0.0.0:8080",
@@ -201,13 +211,7 @@ def run(namespaces: tuple[str, ...], verbose: bool, **options: object) -> None:
 
 
 @main.command()
-@click.option(
-    "-n",
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    help="Serve only this namespace's models (repeatable). Default: all namespaces.",
-)
+@_served_namespaces("this namespace's models")
 @click.option(
     "--host",
     default="0.0.0.0",
@@ -410,7 +414,7 @@ def meter(uvloop: bool, passthrough_paths: tuple[str, ...], **options: object) -
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_namespace
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
 @_prometheus_url
 @_from_file("ModelDeployments from this YAML (one or many documents)")
@@ -445,7 +449,7 @@ def advise(
 
 @main.command()
 @click.argument("name")
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_namespace
 @_prometheus_url
 @_from_file("ModelDeployments from this YAML (one or many documents)")
 @click.option(
@@ -523,7 +527,7 @@ def gpu_agent(listen: str, node_name: str, proc: str, pod_refresh: float) -> Non
 
 @main.command()
 @click.argument("name")
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_namespace
 @_prometheus_url
 @_from_file("the ModelDeployment from this YAML")
 @click.option(

@@ -39,6 +39,7 @@ from modelpilot.advisor.replay import Load, ModelBehaviour, Outcome, history, ou
 from modelpilot.advisor.whatif import parse_trace
 from modelpilot.api.spec import AutoscalingSpec, ModelDeploymentSpec
 from modelpilot.devcluster.scenarios import catalogue
+from modelpilot.scaler.policy import per_replica
 from modelpilot.settings import settings_in_force
 
 STEP = 60.0
@@ -99,8 +100,7 @@ def simulate(case: Case, settings: AutoscalingSpec, seconds: float, start: float
     """A period of the case's traffic, begun mid-stream: with the replicas the settings keep
     for its first load (each period replays the same traffic; a cold start and backlog at
     its first point would be the benchmark's, not the settings')."""
-    capacity = settings.concurrency_target * settings.target_utilization_percentage / 100
-    warm = math.ceil(case.load(0.0) * case.behaviour.base_seconds / capacity)
+    warm = math.ceil(case.load(0.0) * case.behaviour.base_seconds / per_replica(settings))
     steps = run(settings, case.load, case.behaviour, seconds, STEP, seed=seed, initial=warm)
     return history(steps, start, STEP)
 

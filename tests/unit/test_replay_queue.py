@@ -33,25 +33,25 @@ def test_what_a_replica_cannot_serve_piles_up_and_drains_later() -> None:
 def test_a_backlog_stays_on_the_replica_it_queued_on() -> None:
     replicas = Replicas()
     for _ in range(4):
-        queued, slow = replicas.step(30.0, 1, MODEL, 15.0, waiting=0.0)
+        queued, slow = replicas.step(30.0, 1, MODEL, 15.0, wait_seconds=0.0)
     assert queued == pytest.approx(600, rel=0.05) and slow > 25  # 600 in flight: 30 s
     # Three replicas come up: they take three quarters of new arrivals, none of the backlog,
     # and the old replica (a quarter of new requests, over 5%) sets the step's latency.
-    queued, slow = replicas.step(30.0, 4, MODEL, 15.0, waiting=0.0)
+    queued, slow = replicas.step(30.0, 4, MODEL, 15.0, wait_seconds=0.0)
     assert [count for count, _ in replicas.groups] == [1, 3]
     new = replicas.groups[1][1]
     assert new == pytest.approx(carried(0.0, 7.5, MODEL, 15.0))
     assert slow > 10  # pooled over the four, the backlog would answer in 0.9 s
     for _ in range(10):
-        queued, slow = replicas.step(30.0, 4, MODEL, 15.0, waiting=0.0)
+        queued, slow = replicas.step(30.0, 4, MODEL, 15.0, wait_seconds=0.0)
     assert len(replicas.groups) == 1 and slow < 0.5  # drained, the groups merge
 
 
 def test_requests_that_find_no_replica_wait_for_the_first() -> None:
     replicas = Replicas()
-    queued, slow = replicas.step(2.0, 0, MODEL, 15.0, waiting=10.0)
+    queued, slow = replicas.step(2.0, 0, MODEL, 15.0, wait_seconds=10.0)
     assert (queued, slow) == (30.0, 10.2)
-    queued, _ = replicas.step(2.0, 1, MODEL, 15.0, waiting=0.0)
+    queued, _ = replicas.step(2.0, 1, MODEL, 15.0, wait_seconds=0.0)
     assert 0 < queued < 30  # the replica up takes them, and serves them
 
 

@@ -62,12 +62,13 @@ def carried(inflight: float, rps: float, b: ModelBehaviour, step: float) -> floa
     completions, with completions = in flight / latency (Little's law) and the latency
     base + per_request x (in flight - 1), never under base. Implicit, so a step far longer
     than a request settles on the equilibrium (it is its fixed point) while arrivals beyond
-    what the replica can serve pile up and drain later, as queues do."""
+    what the replica can serve pile up and drain later, as queues do. Under SETTLED, none:
+    the drain is geometric, and an idle spell must read as idle."""
     total = inflight + rps * step  # what was in flight and what arrived
     base, k = b.base_seconds, b.per_request_seconds
     light = total / (1 + step / base)  # at most one request in flight: latency is base
     if k <= 0 or light <= 1:
-        return light
+        return light if light >= SETTLED else 0.0
     # c + step x c / (base - k + k c) = total, a quadratic in c with one positive root
     shift = base - k
     half = (shift + step - k * total) / 2
@@ -99,17 +100,17 @@ class Replicas:
         self.waiting = 0.0  # arrived while no replica was active
 
     def step(
-        self, rps: float, active: int, b: ModelBehaviour, step: float, waiting: float
+        self, rps: float, active: int, b: ModelBehaviour, step: float, wait_seconds: float
     ) -> tuple[float, float]:
         """One step of `rps` arrivals spread evenly over `active` replicas: the requests in
-        flight at its end, and the latency the slowest SLOW_SHARE of them see (`waiting`:
+        flight at its end, and the latency the slowest SLOW_SHARE of them see (`wait_seconds`:
         how long requests wait for the first replica when none is active). Called at every
         step of every replay, so the common case (all replicas alike) is kept cheap."""
         if active != self.held:
             self._resize(active)
         if not active:
             self.waiting += rps * step
-            return self.waiting, b.base_seconds + waiting
+            return self.waiting, b.base_seconds + wait_seconds
         groups = self.groups
         if self.waiting:  # the first replicas up take what waited for them
             for group in groups:
@@ -118,17 +119,12 @@ class Replicas:
         share = rps / active
         if len(groups) == 1:
             group = groups[0]
-            after = carried(group[1], share, b, step)
-            if after < SETTLED:
-                after = 0.0
-            group[1] = after
+            after = group[1] = carried(group[1], share, b, step)
             return active * after, latency_at(after, b)
         total = 0.0
         merged: list[list[float]] = []
         for count, inflight in groups:
             after = carried(inflight, share, b, step)
-            if after < SETTLED:
-                after = 0.0
             last = merged[-1] if merged else None
             if last is not None and abs(last[1] - after) <= SAME_LOAD * max(1.0, after):
                 last[1] = (last[0] * last[1] + count * after) / (last[0] + count)
@@ -155,8 +151,6 @@ class Replicas:
 
     def _slowest(self, b: ModelBehaviour) -> float:
         """The latency the slowest SLOW_SHARE of new requests see, over the groups."""
-        if len(self.groups) == 1:
-            return latency_at(self.groups[0][1], b)
         seen = 0.0
         for count, inflight in sorted(self.groups, key=lambda g: -g[1]):
             seen += count / self.held
@@ -440,14 +434,14 @@ def fit(h: History) -> Fitted | None:
 BANDS = 8  # of the latency series by mean latency, at most
 
 
-def _bands(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _bands(pairs: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """(median mean, median series value) over bands of the points by mean latency, each of
     at least MIN_FIT_POINTS // 2 points, the means strictly ascending."""
-    pairs.sort()
-    size = max(MIN_FIT_POINTS // 2, -(-len(pairs) // BANDS))
+    ordered = sorted(pairs)
+    size = max(MIN_FIT_POINTS // 2, -(-len(ordered) // BANDS))
     out: list[tuple[float, float]] = []
-    for i in range(0, len(pairs), size):
-        band = pairs[i : i + size]
+    for i in range(0, len(ordered), size):
+        band = ordered[i : i + size]
         mean = statistics.median(m for m, _ in band)
         if out and mean <= out[-1][0]:
             continue  # a band at the same mean as the last says nothing more

@@ -1,6 +1,7 @@
 """Choosing values by replay: the search over candidate values, with plain outcomes."""
 
-from modelpilot.advisor.choose import GOAL, Values, choose, ladder
+from modelpilot.advisor.choose import Values, choose, ladder
+from modelpilot.advisor.model import GOAL
 from modelpilot.advisor.replay import Outcome
 
 

@@ -23,8 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from modelpilot.advisor.choose import GOAL
-from modelpilot.advisor.model import Evaluation, Predicted, Prediction
+from modelpilot.advisor.model import GOAL, Evaluation, Predicted, Prediction
 from modelpilot.api.base import ApiModel
 from modelpilot.api.spec import AdvisorSpec
 from modelpilot.settings import Setting, SettingField, clamp_to_limits, wire_name

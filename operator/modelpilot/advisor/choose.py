@@ -9,10 +9,10 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from modelpilot.advisor.model import GOAL
 from modelpilot.advisor.replay import Outcome
 from modelpilot.settings import Setting
 
-GOAL = 0.99  # share of busy points within the objective
 MIN_SAVING = 0.02  # of replica-hours: a change for less when within the objective
 MIN_GAIN = 0.01  # of busy points in time: a change for more when short of it
 RUNGS = 3  # values tried per setting between the current one and the rule's (that one included)

@@ -106,6 +106,9 @@ class Evaluation(ApiModel):
     message: str = ""
 
 
+GOAL = 0.99  # share of busy points within the objective that counts as meeting it
+
+
 class Objective(BaseModel):
     """Latency to judge against: the user's objective, or the model's quiet baseline."""
 

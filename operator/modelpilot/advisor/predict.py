@@ -5,8 +5,8 @@ objective."""
 
 from collections.abc import Mapping
 
-from modelpilot.advisor.choose import GOAL, Values, choose
-from modelpilot.advisor.model import History, Predicted, Prediction, Recommendation
+from modelpilot.advisor.choose import Values, choose
+from modelpilot.advisor.model import GOAL, History, Predicted, Prediction, Recommendation
 from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay_outcome
 from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
 from modelpilot.settings import Setting, clamp_to_limits, wire_name

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from modelpilot.advisor.model import (
+    GOAL,
     Evidence,
     History,
     Objective,
@@ -100,6 +101,16 @@ class Context:
     def degraded(self, i: int) -> bool | None:
         latency = self.history.latency[i]
         return None if latency is None else latency > self.threshold
+
+    def explains(self, slow: int) -> float:
+        """When `slow` points (those a rule explains) alone miss an objective the user set,
+        more of the measured points than its goal allows, the share of all slow points they
+        are; else 0. Trouble too brief for a rule's own bar still counts then (the replay
+        says whether the rule's fix would help), the surer the more of it the rule explains."""
+        latency = _known(self.history.latency)
+        if self.objective.seconds is None or slow <= (1 - GOAL) * len(latency):
+            return 0.0
+        return slow / max(sum(v > self.threshold for v in latency), slow)
 
     def scale_events(self) -> list[tuple[int, int]]:
         """(index, +1 | -1) wherever the replica count changed."""
@@ -293,7 +304,11 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
     states = [d for d in (ctx.degraded(i) for i in pinned) if d is not None]
     # Slow for 30% of the pinned time, or for half an hour in all: a model pinned at max
     # all day and slow in every burst is short of capacity even if the bursts are short.
-    if not states or (sum(states) / len(states) < 0.3 and sum(states) * ctx.step < 1800):
+    # Or slow while pinned for more of the time than the objective's goal allows.
+    explained = ctx.explains(sum(states))
+    if not states or (
+        sum(states) / len(states) < 0.3 and sum(states) * ctx.step < 1800 and not explained
+    ):
         return None
     peak = percentile(_known([ctx.history.concurrency[i] for i in pinned]), 95)
     # Saturated replicas queue requests, which inflates concurrency: size the need by the
@@ -327,7 +342,13 @@ def capacity_exhausted(ctx: Context) -> Recommendation | None:
             **engine.evidence,
         },
         confidence=round(
-            min(0.95, 0.5 + sum(states) / len(states) / 2 + 0.1 * (engine.saturated or 0)), 2
+            min(
+                0.95,
+                0.5
+                + max(sum(states) / len(states) / 2, explained / 4)
+                + 0.1 * (engine.saturated or 0),
+            ),
+            2,
         ),
     )
 
@@ -410,7 +431,7 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
     states = [(i, ctx.degraded(i)) for i in busy]
     bad = [i for i, d in states if d]
     judged = [i for i, d in states if d is not None]
-    if not judged or len(bad) / len(judged) < 0.2:
+    if not judged:
         return None
     # The scaler was content (not at max, load per replica near its aim): the aim is wrong.
     content = [
@@ -419,6 +440,9 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
         if (ctx.replicas[i] or 0) < s.max_replicas
         and (ctx.per_replica[i] or 0) <= ctx.capacity * 1.25
     ]
+    explained = ctx.explains(len(content))
+    if len(bad) / len(judged) < 0.2 and not explained:
+        return None
     if len(content) / len(bad) < 0.5:
         return None
     table = _latency_by_load(ctx)
@@ -450,7 +474,7 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
             min(
                 0.9,
                 0.4
-                + len(bad) / len(judged) / 2
+                + max(len(bad) / len(judged) / 2, explained / 4)
                 + (0.1 if fine else 0)
                 + 0.1 * (engine.saturated or 0),
             ),
@@ -524,7 +548,7 @@ def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
     ]
     ok_load = percentile(loads, 95)
     reach = LOW_TARGET_REACH * ok_load
-    headroom = _load_within(ctx, LOW_TARGET_MARGIN * ctx.threshold)
+    headroom = _load_within(ctx, ctx.threshold)
     if headroom is not None:
         reach = min(reach, headroom)
     value = min(

@@ -1,6 +1,8 @@
 """Smoke tests of the local control plane itself: CRDs and status, the kubelet helper, RBAC,
 port choice and PID-scoped shutdown."""
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,24 @@ def test_second_control_plane_takes_other_ports_and_down_stops_only_its_own(
         stopped = controlplane.down(tmp_path / "second")
     assert sorted(stopped) == ["etcd", "kube-apiserver", "prometheus"]
     assert controlplane.is_healthy(cluster)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_down_without_a_saved_state_still_unmounts_what_its_node_mounted(
+    tmp_path: Path,
+) -> None:
+    # `up` died before it saved its state: nothing recorded to stop, but a node's mounts
+    # under its folder (containerd's snapshots) would outlive it. A sibling folder whose
+    # name begins the same is another's.
+    inside, beside = tmp_path / "node" / "snapshots" / "1", tmp_path / "node2"
+    for folder in (inside, beside):
+        folder.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(folder)], check=True)
+    try:
+        assert controlplane.down(tmp_path) == []
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        assert str(inside) not in mounts
+        assert str(beside) in mounts
+    finally:
+        for folder in (inside, beside):
+            subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)

@@ -350,6 +350,10 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
     """Stop the processes `up` recorded (and nothing else); returns what was stopped."""
     state = load_state(state_dir)
     if state is None:
+        # `up` stopped before it saved its state (or the file is gone): nothing recorded to
+        # stop, but what a node mounted under this folder is this folder's to undo (the
+        # bridge and the iptables rules may be another state folder's node: left alone).
+        node_.unmount_under(state_dir / "node")
         return []
     stopped = []
     if state.node:

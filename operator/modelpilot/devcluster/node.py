@@ -405,9 +405,7 @@ def _kill_shims(socket: Path) -> None:
 def cleanup(node_dir: Path) -> None:
     """Undo what the node left in the kernel: mounts under its folder, pod network
     namespaces, the bridge, kube-proxy's chains and the forwarding rule."""
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(str(node_dir))), key=len, reverse=True):
-        _sh("umount", "-l", mount, check=False)
+    unmount_under(node_dir)
     for netns in _pod_netns():
         _sh("ip", "netns", "delete", netns, check=False)
     _sh("ip", "link", "delete", BRIDGE, check=False)
@@ -425,6 +423,15 @@ def cleanup(node_dir: Path) -> None:
     if saved.exists():
         Path("/proc/sys/net/ipv4/ip_forward").write_text(saved.read_text())
         saved.unlink()
+
+
+def unmount_under(folder: Path) -> None:
+    """Unmount everything mounted under `folder` (containerd's snapshots, pods' volumes),
+    deepest first."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    inside = (m for m in mounts if m == str(folder) or m.startswith(f"{folder}/"))
+    for mount in sorted(inside, key=len, reverse=True):
+        _sh("umount", "-l", mount, check=False)
 
 
 def _remove_kube_chains() -> None:

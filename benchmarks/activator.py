@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from kubernetes import client, config, watch
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.api import ACTIVATOR_APP, GROUP, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.install import install
@@ -46,11 +47,6 @@ from modelpilot.devcluster.servers import (
 REPO = Path(__file__).resolve().parents[1]
 ACTIVATOR_IPS = ("127.0.0.2", "127.0.0.3")
 BODY = b'{"input": "hello"}'  # the sample model's /predict
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class Kubelet(threading.Thread):

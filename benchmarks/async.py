@@ -21,16 +21,12 @@ from pathlib import Path
 
 import aiohttp
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.devcluster.redis import RedisServer
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
 
 CLIENTS = 32
 BODY = {"input": "x"}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)]
 
 
 async def closed_loop(

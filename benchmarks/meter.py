@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.devcluster.ports import pick_port
 from modelpilot.devcluster.processes import cpu_seconds, wait_until
 from modelpilot.devcluster.servers import FakeModelProcess, MeterProcess
@@ -152,11 +153,6 @@ async def open_loop(url: str, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 async def soak(meter: MeterProcess, seconds: float, rate: float) -> list[tuple[float, int]]:
     """Mixed traffic at `rate`/s; RSS sampled every 10 s."""
     samples: list[tuple[float, int]] = []
@@ -259,7 +255,12 @@ def stream_report(
         ttft = [t for r in runs[name] for t in r.ttft]
         gaps = [g for r in runs[name] for g in r.gaps]
         cpu = [r.cpu_per_chunk for r in runs[name] if r.cpu_per_chunk is not None]
-        return pct(ttft, 50), pct(ttft, 99), sum(gaps) / len(gaps), pct(cpu, 50) if cpu else None
+        return (
+            percentile(ttft, 50),
+            percentile(ttft, 99),
+            sum(gaps) / len(gaps),
+            percentile(cpu, 50) if cpu else None,
+        )
 
     d50, _, dgap, _ = merged("direct")
     lines = []
@@ -375,8 +376,8 @@ def main() -> None:
                 )
             for name, values in lat.items():
                 print(
-                    f"  {name:22s} p50 {pct(values, 50) * 1000:.2f} ms  "
-                    f"p99 {pct(values, 99) * 1000:.2f} ms"
+                    f"  {name:22s} p50 {percentile(values, 50) * 1000:.2f} ms  "
+                    f"p99 {percentile(values, 99) * 1000:.2f} ms"
                 )
         finally:
             for m in proxies.values():
@@ -386,8 +387,8 @@ def main() -> None:
         meter = meters["uvloop"]
         added = {
             name: (
-                pct(lat[name], 50) - pct(lat["direct"], 50),
-                pct(lat[name], 99) - pct(lat["direct"], 99),
+                percentile(lat[name], 50) - percentile(lat["direct"], 50),
+                percentile(lat[name], 99) - percentile(lat["direct"], 99),
             )
             for name in ("nginx (reverse proxy)", "meter (uvloop)")
         }

@@ -29,6 +29,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.devcluster import controlplane
 from modelpilot.devcluster.install import install
@@ -37,11 +38,6 @@ from modelpilot.devcluster.processes import wait_until
 from modelpilot.devcluster.servers import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class Watcher(threading.Thread):

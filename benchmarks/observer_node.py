@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from modelpilot.advisor.rules import percentile
 from modelpilot.api import GROUP, MODEL_LABEL, PLURAL, VERSION
 from modelpilot.devcluster import controlplane, install
 from modelpilot.devcluster.processes import wait_until
@@ -29,11 +30,6 @@ from modelpilot.devcluster.processes import wait_until
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".local" / "bench-node"
 NAMESPACE = "bench-node"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class Timeline(threading.Thread):

@@ -5,7 +5,6 @@ dedicated operator per test."""
 
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from kubernetes import client, config
 
 from modelpilot.devcluster import controlplane, processes
 from modelpilot.devcluster.install import install
+from modelpilot.devcluster.kubectl import kubectl
 from modelpilot.devcluster.servers import OperatorProcess
 from tests.integration.conftest import exporter, namespace, scraped  # noqa: F401  (fixtures)
 
@@ -32,17 +32,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.C
     state = controlplane.up(state_dir)
     try:
         install(state.kubeconfig, REPO / "manifests")
-        subprocess.run(
-            [
-                "kubectl",
-                f"--kubeconfig={state.kubeconfig}",
-                "wait",
-                "--for=condition=Established",
-                "crd/modeldeployments.modelpilot.dev",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        established = ("--for=condition=Established", "crd/modeldeployments.modelpilot.dev")
+        kubectl(state.kubeconfig, "wait", *established)
         yield state
     finally:
         controlplane.down(state_dir)

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client, config
 
 from modelpilot.devcluster import controlplane, install, node
+from modelpilot.devcluster.kubectl import kubectl
 from modelpilot.devcluster.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,14 +63,7 @@ class Node:
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.state.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-        return result.stdout
+        return kubectl(self.state.kubeconfig, *args, stdin=stdin)
 
     def service_url(self, namespace: str, name: str, port: int = 8000) -> str:
         """The model's Service by its ClusterIP: kube-proxy's rules take it to a pod."""

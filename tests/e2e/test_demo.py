@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelpilot.devcluster import controlplane, node
+from modelpilot.devcluster.kubectl import kubectl
 
 
 @pytest.mark.timeout(600)
@@ -51,15 +52,10 @@ def test_a_short_demo_shows_a_recommendation_and_an_applied_change(tmp_path: Pat
         assert "12/12 answered 200" in out
         assert "scaled 1 -> 0: no replica, no GPU" in out
 
-        kubeconfig = f"--kubeconfig={state_dir / 'kubeconfig'}"
-        got = subprocess.run(
-            ["kubectl", kubeconfig, "get", "md", "sample-chat", "-n", "demo", "-o", "json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+        got = kubectl(
+            state_dir / "kubeconfig", "get", "md", "sample-chat", "-n", "demo", "-o", "json"
         )
-        md = json.loads(got.stdout)
+        md = json.loads(got)
         status = md["status"]
         applied = [c for c in status["advisor"]["history"] if not c.get("reverted")]
         assert applied, status["advisor"]

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -190,14 +189,6 @@ def _no_proxy_for_loopback() -> None:
 
 SHARD_LABEL = "modelpilot.dev/shard"
 DEDICATED_SHARD = "dedicated"
-
-
-def kubectl(kubeconfig: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="session")

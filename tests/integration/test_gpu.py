@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, MetricsHandler
 
 from modelpilot.devcluster import controlplane
+from modelpilot.devcluster.kubectl import kubectl
 from modelpilot.devcluster.kubelet import FakeKubelet
 from modelpilot.gpu.summary import MIB
 
-from .conftest import kubectl
 from .operator_helpers import Models, eventually, model_spec, pod_labels
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -9,10 +9,10 @@ from kubernetes import client
 
 from modelpilot.api import MODEL_LABEL
 from modelpilot.devcluster.install import install
+from modelpilot.devcluster.kubectl import kubectl
 from modelpilot.devcluster.kubelet import ContainerState, FakeKubelet
 from modelpilot.devcluster.servers import OperatorProcess
 
-from .conftest import kubectl
 from .operator_helpers import Models, equal, eventually, model_spec, pod_labels
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -11,7 +11,6 @@ Everything it started is stopped at the end.
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -41,6 +40,7 @@ from modelpilot.demo.zero import MANIFEST as ZERO_MANIFEST
 from modelpilot.demo.zero import ZeroModel
 from modelpilot.devcluster import controlplane, install, node
 from modelpilot.devcluster.controlplane import REPO_ROOT, ClusterState
+from modelpilot.devcluster.kubectl import kubectl
 from modelpilot.devcluster.processes import wait_until
 from modelpilot.times import clock
 from modelpilot.times import milliseconds as ms
@@ -104,18 +104,6 @@ class Output:
         elif time.monotonic() - self.last_line >= 10:
             self.last_line = time.monotonic()
             print(fit(summary), flush=True)
-
-
-def kubectl(state: ClusterState, *args: str) -> str:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={state.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 class PrometheusView:
@@ -239,7 +227,7 @@ class Demo:
             "set for this machine, the operator at demo speed)..."
         )
         images = install.on_node(state, operator_args(), log=self.out_print)
-        kubectl(state, "create", "namespace", NAMESPACE)
+        kubectl(state.kubeconfig, "create", "namespace", NAMESPACE)
         return state, images
 
     def out_print(self, text: str) -> None:
@@ -409,7 +397,8 @@ def run(settings: Settings) -> int:
             f"{MANIFEST.relative_to(REPO_ROOT)} (image {images['modelpilot.local/sample-model']})"
         )
         for manifest in (MANIFEST, ZERO_MANIFEST):
-            kubectl_apply(state, NAMESPACE, with_image(manifest, images))
+            text = with_image(manifest, images)
+            kubectl(state.kubeconfig, "-n", NAMESPACE, "apply", "-f", "-", stdin=text)
         asyncio.run(demo.watch(state, api))
         woke = asyncio.run(ZeroModel(api, NAMESPACE, demo.out_print).wake())
         ok = demo.report() and woke
@@ -420,7 +409,7 @@ def run(settings: Settings) -> int:
                     f"operator's log says why: {demo.logs / 'operator.log'}"
                 )
             )
-        final = kubectl(state, "get", "md", model, "-n", NAMESPACE, "-o", "yaml")
+        final = kubectl(state.kubeconfig, "get", "md", model, "-n", NAMESPACE, "-o", "yaml")
         (demo.logs / f"{model}.yaml").write_text(final)
     except KeyboardInterrupt:
         print("\ninterrupted")
@@ -444,15 +433,3 @@ def run(settings: Settings) -> int:
             f"plane's, and {model}.yaml: the ModelDeployment as it ended)"
         )
     return 0 if ok else 1
-
-
-def kubectl_apply(state: ClusterState, namespace: str, manifest: str) -> None:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={state.kubeconfig}", "-n", namespace, "apply", "-f", "-"],
-        input=manifest,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl apply failed: {result.stderr.strip()}")

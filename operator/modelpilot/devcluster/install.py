@@ -6,39 +6,27 @@ left out, so the tests install exactly what users install, minus what 1.20 canno
 """
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from modelpilot.devcluster import controlplane, images, node
+from modelpilot.devcluster.kubectl import kubectl
 
 
 def install(kubeconfig: Path, folder: Path) -> list[str]:
     """Apply the kustomization in `folder`; returns "Kind name (apiVersion)" left out."""
 
-    def kubectl(*args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            ["kubectl", f"--kubeconfig={kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
-
-    served = set(kubectl("api-versions").split())
-    documents = [d for d in yaml.safe_load_all(kubectl("kustomize", str(folder))) if d]
+    served = set(kubectl(kubeconfig, "api-versions").split())
+    documents = [d for d in yaml.safe_load_all(kubectl(kubeconfig, "kustomize", str(folder))) if d]
     kept = [d for d in documents if d.get("apiVersion") in served]
     skipped = [
         f"{d.get('kind')} {d.get('metadata', {}).get('name')} ({d.get('apiVersion')})"
         for d in documents
         if d.get("apiVersion") not in served
     ]
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(kept))
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(kept))
     return skipped
 
 
@@ -127,20 +115,7 @@ def on_node(
     )
     install(state.kubeconfig, overlay)
     for deployment in ("modelpilot-operator", "modelpilot-activator"):
-        result = subprocess.run(
-            [
-                "kubectl",
-                f"--kubeconfig={state.kubeconfig}",
-                "-n",
-                controlplane.OPERATOR_NAMESPACE,
-                "rollout",
-                "status",
-                f"deployment/{deployment}",
-                "--timeout=180s",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{deployment} did not roll out: {result.stderr.strip()}")
+        namespace = controlplane.OPERATOR_NAMESPACE
+        rollout = ("rollout", "status", f"deployment/{deployment}", "--timeout=180s")
+        kubectl(state.kubeconfig, "-n", namespace, *rollout, timeout=200)
     return refs

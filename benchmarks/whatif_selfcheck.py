@@ -23,7 +23,7 @@ from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor import source
 from modelpilot.advisor.model import History, Objective
-from modelpilot.advisor.replay import Fitted, _curve, fit, outcome, replay
+from modelpilot.advisor.replay import Fitted, curve, fit, outcome, replay
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
 from modelpilot.devcluster.scenarios import Scenario, catalogue, series, simulate
 
@@ -87,7 +87,7 @@ def on_the_series(seen: History) -> Fitted | None:
         for c, r, lat, a in zip(seen.concurrency, seen.rps, seen.latency, seen.active, strict=True)
         if c is not None and r and a and c > 0 and lat is not None
     ]
-    base, slope = _curve(points)
+    base, slope = curve(points)
     return fitted.model_copy(update={"base_seconds": base, "per_request_seconds": slope})
 
 

@@ -417,7 +417,7 @@ def fit(h: History) -> Fitted | None:
     # replay counts replicas starting from the point after the one that asked for them,
     # D / step - 1/2 on average, so half a step more reproduces the spans seen.
     cold = h.cold_start_seconds or ((statistics.fmean(spans) + 0.5) * h.step if spans else None)
-    base, slope = _curve([(x, mean) for x, mean, _ in points])
+    base, slope = curve([(x, mean) for x, mean, _ in points])
     return Fitted(
         arrivals=arrivals(h),
         step=h.step,
@@ -461,7 +461,7 @@ def arrivals(h: History) -> list[float]:
     return out
 
 
-def _curve(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+def curve(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """(base, slope) of mean latency = base + slope x max(in flight per replica - 1, 0),
     by least squares on relative errors, from (in flight per replica, mean latency)."""
     pairs = [(max(x - 1, 0.0), mean) for x, mean in points]  # linear in (base, slope)

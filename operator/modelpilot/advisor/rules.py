@@ -548,6 +548,8 @@ def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
     ]
     ok_load = percentile(loads, 95)
     reach = LOW_TARGET_REACH * ok_load
+    # ... and no further than the latency series' own line says the objective allows (the
+    # margin is for what counts as fast; the replay judges the objective itself).
     headroom = _load_within(ctx, ctx.threshold)
     if headroom is not None:
         reach = min(reach, headroom)

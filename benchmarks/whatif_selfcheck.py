@@ -23,7 +23,7 @@ from prometheus_api_client import PrometheusConnect
 
 from modelpilot.advisor import source
 from modelpilot.advisor.model import History, Objective
-from modelpilot.advisor.replay import Fitted, curve, fit, outcome, replay
+from modelpilot.advisor.replay import Fitted, curve, fit, measured, outcome, replay
 from modelpilot.devcluster.prometheus import PrometheusServer, backfill, to_openmetrics
 from modelpilot.devcluster.scenarios import Scenario, catalogue, series, simulate
 
@@ -117,7 +117,7 @@ def main() -> None:
         for n, fitting in enumerate((fit, on_the_series)):
             figures = []
             for shift in SHIFTS:
-                seen = read[(shift, scenario.name)]
+                seen = measured(read[(shift, scenario.name)])  # as `whatif` replays it
                 fitted = fitting(seen)
                 assert fitted is not None, (scenario.name, shift)
                 figures.append(off(fitted, seen, scenario))

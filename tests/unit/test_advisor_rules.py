@@ -6,7 +6,7 @@ import pytest
 
 from modelpilot.advisor.auto import MIN_CONFIDENCE
 from modelpilot.advisor.evaluate import evaluate, evaluate_since_change
-from modelpilot.advisor.model import GOAL, Evaluation, History, Objective
+from modelpilot.advisor.model import GOAL, SIGNALS, Evaluation, History, Objective
 from modelpilot.api.spec import AutoscalingSpec
 from modelpilot.devcluster.scenarios import ModelBehaviour, Scenario, catalogue, history, simulate
 
@@ -162,6 +162,27 @@ def test_each_recommendation_says_what_it_is_predicted_to_cost_and_buy() -> None
         "withinObjective": 1.0,
         "scaleEventsPerHour": 0.5,
     }
+
+
+def test_predictions_cover_only_the_points_with_traffic_measured() -> None:
+    # A model younger than the lookback, judged a little later: before its first metrics
+    # and after its last lies the unknown, not an idle spell at minReplicas. The same
+    # history with two hours of nothing before it and ten minutes after judges the same.
+    scenario = SCENARIOS["thrash"]
+    seen = history(simulate(scenario, 4 * 3600), 1.7e9)
+
+    def padded(before: int, after: int) -> History:
+        signals = [name for name in SIGNALS if getattr(seen, name)]
+        empty = {name: [None] * before + getattr(seen, name) + [None] * after for name in signals}
+        points = before + len(seen.times) + after
+        times = [seen.times[0] + (i - before) * seen.step for i in range(points)]
+        return seen.model_copy(update=empty | {"times": times})
+
+    as_seen = evaluate("ns", "m", seen, scenario.settings, Objective()).recommendations
+    assert as_seen and all(r.predicted for r in as_seen)
+    for before, after in ((480, 0), (480, 40)):
+        judged = evaluate("ns", "m", padded(before, after), scenario.settings, Objective())
+        assert [r.predicted for r in judged.recommendations] == [r.predicted for r in as_seen]
 
 
 def test_values_are_chosen_by_replay_and_judged_together() -> None:

@@ -69,6 +69,8 @@ def run_whatif(
         raise CommandError(f"ModelDeployment {namespace}/{name} not found")
     (judged,) = judge_models(found[:1], prometheus, lookback, step, scrape_interval)
     history = with_measured_cold_start(judged.history, judged.status)
+    if history is not None:
+        history = replay.measured(history)  # what is replayed, and compared with it
     current = judged.verdict.settings
     ran = whatif.as_it_ran(current, changes_of(judged.status), history.times) if history else None
     fitted = replay.fit(history) if history is not None else None

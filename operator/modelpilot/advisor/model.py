@@ -63,9 +63,13 @@ class History(BaseModel):
     def since(self, t: float) -> "History":
         """The points after unix time `t`."""
         first = next((i for i, ts in enumerate(self.times) if ts > t), len(self.times))
+        return self.points(first, len(self.times))
+
+    def points(self, first: int, end: int) -> "History":
+        """The points from index `first` up to (not including) `end`."""
         return self.model_copy(
-            update={name: getattr(self, name)[first:] for name in ("times", *SIGNALS)}
-            | {"gpu_utilization": self.gpu_utilization[first:]}
+            update={name: getattr(self, name)[first:end] for name in ("times", *SIGNALS)}
+            | {"gpu_utilization": self.gpu_utilization[first:end]}
         )
 
     def coverage(self, signal: str) -> float:

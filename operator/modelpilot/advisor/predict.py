@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from modelpilot.advisor.choose import Values, choose
 from modelpilot.advisor.model import GOAL, History, Predicted, Prediction, Recommendation
-from modelpilot.advisor.replay import Fitted, Outcome, fit, outcome, replay_outcome
+from modelpilot.advisor.replay import Fitted, Outcome, fit, measured, outcome, replay_outcome
 from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
 from modelpilot.settings import Setting, clamp_to_limits, wire_name
 
@@ -109,6 +109,7 @@ def _searched(
 ) -> list[Recommendation]:
     if not recommendations:
         return recommendations
+    history = measured(history)
     fitted = fit(history)
     if fitted is None:
         return recommendations

@@ -396,6 +396,19 @@ def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return covar / var, mean_y - covar / var * mean_x
 
 
+def measured(h: History) -> History:
+    """`h` from its first to its last point with traffic measured (concurrency or request
+    rate known). Before a model's first metrics and after its last lies the unknown, not an
+    idle spell: replayed as one, it would add replicas at minReplicas to every replay, and
+    a model two hours old judged over six would be predicted a third of its replicas."""
+    known = [
+        i
+        for i, (c, r) in enumerate(zip(h.concurrency, h.rps, strict=True))
+        if c is not None or r is not None
+    ]
+    return h.points(known[0], known[-1] + 1) if known else h.points(0, 0)
+
+
 def fit(h: History) -> Fitted | None:
     """The service curve, arrivals and cold start of `h`; None with too few points.
 

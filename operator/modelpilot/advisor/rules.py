@@ -239,7 +239,9 @@ def thrash(ctx: Context) -> Recommendation | None:
     away = _known([v for i, v in enumerate(ctx.history.latency) if i not in near])
     if len(close) < 3 or len(away) < 3:
         return None
-    ratio = statistics.mean(close) / max(statistics.mean(away), 1e-9)
+    # fmean: statistics.mean sums exactly, in fractions, at half a millisecond a call.
+    near_mean, away_mean = statistics.fmean(close), statistics.fmean(away)
+    ratio = near_mean / max(away_mean, 1e-9)
     if ratio < 1.3:
         return None
     gaps = ctx.down_up_gaps() or [ctx.settings.scale_down_delay_seconds]
@@ -258,8 +260,8 @@ def thrash(ctx: Context) -> Recommendation | None:
         evidence={
             "reversals": reversals,
             "scaleEvents": len(events),
-            "latencyNearChangesSeconds": round(statistics.mean(close), 3),
-            "latencyElsewhereSeconds": round(statistics.mean(away), 3),
+            "latencyNearChangesSeconds": round(near_mean, 3),
+            "latencyElsewhereSeconds": round(away_mean, 3),
             "downToUpGapsSeconds": [round(g) for g in gaps[:10]],
         },
         confidence=round(min(0.95, 0.6 + 0.04 * reversals + 0.1 * (ratio - 1.3)), 2),
@@ -434,11 +436,11 @@ def concurrency_target_too_high(ctx: Context) -> Recommendation | None:
     if not judged:
         return None
     # The scaler was content (not at max, load per replica near its aim): the aim is wrong.
+    aim = ctx.capacity * 1.25
     content = [
         i
         for i in bad
-        if (ctx.replicas[i] or 0) < s.max_replicas
-        and (ctx.per_replica[i] or 0) <= ctx.capacity * 1.25
+        if (ctx.replicas[i] or 0) < s.max_replicas and (ctx.per_replica[i] or 0) <= aim
     ]
     explained = ctx.explains(len(content))
     if len(bad) / len(judged) < 0.2 and not explained:
@@ -534,7 +536,8 @@ def concurrency_target_too_low(ctx: Context) -> Recommendation | None:
     fast = [
         i for i in scaled if (ctx.history.latency[i] or 0.0) <= LOW_TARGET_MARGIN * ctx.threshold
     ]
-    carried = [i for i in scaled if (ctx.per_replica[i] or 0.0) >= 0.5 * ctx.capacity]
+    half = 0.5 * ctx.capacity
+    carried = [i for i in scaled if (ctx.per_replica[i] or 0.0) >= half]
     if len(fast) < 0.95 * len(scaled) or len(carried) < 0.5 * len(scaled):
         return None
     # Only as far as the history shows the model fast: the load per replica it carried
@@ -602,8 +605,10 @@ def async_backlog(ctx: Context) -> Recommendation | None:
     if len(points) < MIN_POINTS:
         return None
     first, last = points[0][1], points[-1][1]
+    if last < 10 or last < 2 * first + 1:
+        return None  # no backlog worth a slope (every model's, at every evaluation)
     growth = _slope(points)  # requests per second
-    if last < 10 or growth <= 0 or last < 2 * first + 1:
+    if growth <= 0:
         return None
     per_replica = _known(
         [
@@ -637,6 +642,8 @@ def async_backlog(ctx: Context) -> Recommendation | None:
 
 def over_provisioned(ctx: Context) -> Recommendation | None:
     s = ctx.settings
+    if s.min_replicas <= 1:
+        return None
     pairs = [
         (c, r)
         for c, r in zip(ctx.history.concurrency, ctx.replicas, strict=True)
@@ -644,9 +651,10 @@ def over_provisioned(ctx: Context) -> Recommendation | None:
     ]
     if len(pairs) < MIN_POINTS:
         return None
-    low = sum(1 for c, r in pairs if c / r < 0.25 * ctx.capacity) / len(pairs)
+    quarter = 0.25 * ctx.capacity
+    low = sum(1 for c, r in pairs if c / r < quarter) / len(pairs)
     above_min = sum(1 for _, r in pairs if r > 1) / len(pairs)
-    if low < 0.8 or s.min_replicas <= 1 or above_min < 0.8:
+    if low < 0.8 or above_min < 0.8:
         return None
     if max(_known(ctx.history.queue) or [0.0]) > 1:
         return None  # replicas busy with async work are not idle
@@ -661,7 +669,7 @@ def over_provisioned(ctx: Context) -> Recommendation | None:
         "replicasNeeded": needed,
     }
     if gpu:
-        evidence["gpuUtilizationPercentMean"] = round(statistics.mean(gpu), 1)
+        evidence["gpuUtilizationPercentMean"] = round(statistics.fmean(gpu), 1)
     return Recommendation(
         setting="min_replicas",
         current=s.min_replicas,

@@ -399,8 +399,9 @@ def _line(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
 def measured(h: History) -> History:
     """`h` from its first to its last point with traffic measured (concurrency or request
     rate known). Before a model's first metrics and after its last lies the unknown, not an
-    idle spell: replayed as one, it would add replicas at minReplicas to every replay, and
-    a model two hours old judged over six would be predicted a third of its replicas."""
+    idle spell: replayed as one, it would add replicas at minReplicas to every replay (a
+    model younger than the lookback predicted fewer replicas than it runs), and a verdict
+    would move with the minute it is made in."""
     known = [
         i
         for i, (c, r) in enumerate(zip(h.concurrency, h.rps, strict=True))

@@ -197,3 +197,62 @@ def test_a_step_short_of_its_recommendation_goes_on_while_the_objective_is_misse
     for reason in ("CapacityExhausted", "ConcurrencyTargetTooLow"):
         other = first.model_copy(update={"reason": reason})
         assert plan(quiet, advisor, [other], after(4000), 1.0, missed(0.9)).apply == []
+
+
+def test_a_saving_shorter_delay_goes_on_while_the_objective_is_met() -> None:
+    advisor = AdvisorSpec(mode="Auto", cooldown_seconds=3600)
+    shorter = rec("scale_down_delay_seconds", 900, 60).model_copy(
+        update={"reason": "ConcurrencyTargetTooLow"}
+    )
+    (first,) = plan(evaluation(shorter), advisor, [], NOW, 1.0).apply
+    assert (first.to, first.heading) == (450, 60)
+    # Halfway the delay still holds the replicas the target freed, and the rule that found
+    # them (replicas above the minimum carrying their target) may be quiet now: on, while
+    # the objective is met since the change.
+    (onward,) = plan(
+        evaluation(), advisor, [first], after(4000), 1.0, lambda _: served(0.995)
+    ).apply
+    assert (onward.from_, onward.to, onward.heading) == (450, 225, 60)
+    assert "on toward 60: 100% of busy points within the objective" in onward.message
+    # Missed since: it stays (the revert judges the change itself).
+    missed = plan(evaluation(), advisor, [first], after(4000), 1.0, lambda _: served(0.95))
+    assert missed.apply == []
+    # A target raised for a saving does not go on by itself: the rule's next look decides.
+    raised = first.model_copy(update={"setting": "concurrency_target", "from_": 1, "to": 2})
+    assert plan(evaluation(), advisor, [raised], after(4000), 1.0, lambda _: served(1)).apply == []
+
+
+def test_a_reverted_change_is_not_made_again_for_a_day() -> None:
+    advisor = AdvisorSpec(mode="Auto", cooldown_seconds=0)
+    tried = Change(
+        time="2026-06-01T12:00:00Z",
+        setting="concurrency_target",
+        from_=6,
+        to=8,
+        reason="ConcurrencyTargetTooLow",
+        message="m",
+        reverted=True,
+    )
+    undone = Change(
+        time="2026-06-01T13:00:00Z",
+        setting="concurrency_target",
+        from_=8,
+        to=6,
+        reason="Reverted",
+        message="m",
+        reverted=True,
+    )
+    history = [tried, undone]
+
+    def applied(current: int, recommended: int, at: float) -> list[int]:
+        found = evaluation(rec("concurrency_target", current, recommended))
+        return [c.to for c in plan(found, advisor, history, after(at), 1.0).apply]
+
+    # The same change, or one past it, the replay chose again from similar traffic: not made.
+    assert applied(6, 8, 6 * 3600) == []
+    assert applied(6, 12, 6 * 3600) == []
+    # Short of it, or the other way, it is.
+    assert applied(6, 7, 6 * 3600) == [7]
+    assert applied(6, 4, 6 * 3600) == [4]
+    # A day on, traffic may have changed: tried again.
+    assert applied(6, 8, 25 * 3600) == [8]

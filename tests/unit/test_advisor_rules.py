@@ -317,7 +317,7 @@ def test_a_target_the_model_does_not_need_is_raised_as_far_as_it_was_seen_fast()
         scale_down_delay_seconds=1800,
     )
     roomy = run(Scenario("low", low, premature.load, premature.behaviour, objective_ms=400))
-    (raise_,) = roomy.recommendations
+    raise_, shorten = roomy.recommendations
     assert (raise_.reason, raise_.setting, raise_.current) == (
         "ConcurrencyTargetTooLow",
         "concurrency_target",
@@ -328,8 +328,17 @@ def test_a_target_the_model_does_not_need_is_raised_as_far_as_it_was_seen_fast()
     assert raise_.recommended == 2
     assert raise_.evidence["perReplicaConcurrencyWithinMargin"] == pytest.approx(0.5, abs=0.05)
     assert raise_.predicted is not None
-    assert raise_.predicted.recommended.replicas < raise_.predicted.current.replicas
     assert (raise_.predicted.recommended.within_objective or 0) >= 0.99
+    # With a shorter delay, searched with it: replicas the target frees between bursts are
+    # not held for half an hour. The target alone saves 31% (8.35 -> 5.77); with it, half.
+    assert (shorten.reason, shorten.setting, shorten.current) == (
+        "ConcurrencyTargetTooLow",
+        "scale_down_delay_seconds",
+        1800,
+    )
+    assert 60 <= shorten.recommended < 1800
+    assert shorten.predicted == raise_.predicted
+    assert raise_.predicted.recommended.replicas < 0.6 * raise_.predicted.current.replicas
     # With an objective the base latency barely meets there is no room: nothing to raise.
     tight = run(Scenario("tight", low, premature.load, premature.behaviour, objective_ms=230))
     assert "ConcurrencyTargetTooLow" not in by_reason(tight)

@@ -6,14 +6,15 @@ at most once per setting per cooldownSeconds, and never from insufficient data.
 
 A lower concurrencyTarget that stopped short of its recommendation goes on toward it, a
 bounded step each cooldown, while the history since the last change still misses the
-objective.
+objective; a saving's shorter scale-down delay, while it meets it.
 
 A change made in one step records what the replay predicted (`predicted`: the share of busy
 points within the objective, replicas and scale events, before and after). Fifteen minutes
 on, what happened since is measured the same way (`measured`), and the change is reverted
 when it served far worse than predicted (more than FAR_WORSE below the predicted share) and
 worse than the history it was judged on had (`before`). This refines the older rule, which still
-judges changes without a prediction: latency more than a fifth worse than before.
+judges changes without a prediction: latency more than a fifth worse than before. A
+reverted change is not made again for RETRY_AFTER_SECONDS.
 """
 
 import math
@@ -40,6 +41,14 @@ REVERT_AFTER_SECONDS = 900  # a change is judged by latency at least this long a
 # for replicas that do not help (seen in simulation: maxReplicas 4 -> 9 for a model whose
 # misses were its cold starts); cost-cutting steps must not go on while it is missed.
 ONWARD = frozenset({"ConcurrencyTargetTooHigh"})
+# And a saving's shorter scale-down delay (advisor.predict's companion of a higher target),
+# while the objective is met since the last change: halfway, the delay still holds the
+# replicas the target freed (noisy-healthy: 900 -> 450 s saved nothing; 60 s saves 7%).
+ONWARD_WHILE_MET = frozenset({("ConcurrencyTargetTooLow", "scale_down_delay_seconds")})
+# A change Auto reverted is not made again (toward the same value or past it) for this long:
+# the replay that chose it still says the same of the same traffic (seen in simulation:
+# concurrencyTarget 6 -> 8 reverted at 85% in time, then chosen again the next period).
+RETRY_AFTER_SECONDS = 24 * 3600
 Now = tuple[float, str, float | None]  # the unix time, its timestamp, the last hour's latency
 
 
@@ -203,13 +212,30 @@ def plan(
         if previous is not None and clock - previous[0] < advisor.cooldown_seconds:
             continue
         step = _step(rec.setting, rec.current, rec.recommended, rec.reason, advisor, now_)
-        if step is None:
-            continue  # the limits allow no move
+        if step is None or _retried(step, history, clock):
+            continue  # the limits allow no move, or it was tried and reverted
         if step.heading is None:  # there in one step: its prediction can be checked
             step = step.model_copy(update={"predicted": rec.predicted, "before": before()})
         result.apply.append(step)
-    result.apply += _onward(last_change, evaluation, advisor, now_, reverted, before)
+    onward = _onward(last_change, evaluation, advisor, now_, reverted, before)
+    result.apply += [step for step in onward if not _retried(step, history, clock)]
     return result
+
+
+def _retried(step: Change, history: Sequence[Change], clock: float) -> bool:
+    """Whether `step` makes again, or goes past, a change reverted since RETRY_AFTER_SECONDS."""
+    for change in history:
+        if (
+            change.setting != step.setting
+            or not change.reverted
+            or change.reason == "Reverted"
+            or clock - (change.at or 0.0) > RETRY_AFTER_SECONDS
+        ):
+            continue
+        way = change.to - change.from_
+        if way * (step.to - step.from_) > 0 and way * (step.to - change.to) >= 0:
+            return True
+    return False
 
 
 def _step(
@@ -257,9 +283,10 @@ def _onward(
     out = []
     for when, change in last_change.values():
         heading = change.heading
+        while_met = (change.reason, change.setting) in ONWARD_WHILE_MET
         if (
             heading is None
-            or change.reason not in ONWARD
+            or (change.reason not in ONWARD and not while_met)
             or change.reverted
             or change.setting in settled
             or now[0] - when < advisor.cooldown_seconds
@@ -267,7 +294,7 @@ def _onward(
             continue
         since = before()
         share = since.within_objective if since is not None else None
-        if share is None or share >= GOAL:
+        if share is None or (share >= GOAL) != while_met:
             continue
         why = (
             f"; on toward {heading}: {share * 100:.0f}% of busy points within the objective "

@@ -52,7 +52,8 @@ UNSEARCHED = frozenset({"AsyncBacklog"})
 # through a long delay after each peak cost what the target saved (noisy-healthy at the CRD
 # defaults: target 1 -> 2 saves 0.2% of replica-hours at a 900 s delay, 7% at 60 s). So that
 # saving is searched together with a shorter delay, down to SHORT_DELAY_SECONDS; the replay
-# prices the cold starts and slow points a short delay brings.
+# prices the cold starts and slow points a short delay brings. Only beside a change found
+# alone: three settings at once would leave each only its rule's value (choose.FEW_RUNGS).
 WITH_SHORTER_DELAY = frozenset({"ConcurrencyTargetTooLow"})
 SHORT_DELAY_SECONDS = 60
 
@@ -63,11 +64,7 @@ def _shorter_delay(
     """The scale-down delay's part in a saving the rules found (None: none to search)."""
     lead = next((r for r in recommendations if r.reason in WITH_SHORTER_DELAY), None)
     delay = settings.scale_down_delay_seconds
-    if (
-        lead is None
-        or delay <= SHORT_DELAY_SECONDS
-        or any(r.setting == "scale_down_delay_seconds" for r in recommendations)
-    ):
+    if lead is None or len(recommendations) > 1 or delay <= SHORT_DELAY_SECONDS:
         return None
     return Recommendation(
         setting="scale_down_delay_seconds",
@@ -76,7 +73,8 @@ def _shorter_delay(
         reason=lead.reason,
         message=(
             f"The scale-down delay ({delay} s) keeps the replicas a higher target frees for "
-            f"{delay} s after every peak: shorten scaleDownDelaySeconds with it."
+            f"{delay} s after every peak: shorten scaleDownDelaySeconds with it, as far as "
+            f"{SHORT_DELAY_SECONDS} s."
         ),
         evidence={"scaleDownDelaySeconds": delay},
         confidence=lead.confidence,

@@ -224,25 +224,22 @@ def test_a_saving_shorter_delay_goes_on_while_the_objective_is_met() -> None:
 
 def test_a_reverted_change_is_not_made_again_for_a_day() -> None:
     advisor = AdvisorSpec(mode="Auto", cooldown_seconds=0)
-    tried = Change(
-        time="2026-06-01T12:00:00Z",
-        setting="concurrency_target",
-        from_=6,
-        to=8,
-        reason="ConcurrencyTargetTooLow",
-        message="m",
-        reverted=True,
-    )
-    undone = Change(
-        time="2026-06-01T13:00:00Z",
-        setting="concurrency_target",
-        from_=8,
-        to=6,
-        reason="Reverted",
-        message="m",
-        reverted=True,
-    )
-    history = [tried, undone]
+    # Target 6 -> 8 at noon, reverted an hour later.
+    history = [
+        Change(
+            time=f"2026-06-01T{hour}:00:00Z",
+            setting="concurrency_target",
+            from_=before,
+            to=after_,
+            reason=reason,
+            message="m",
+            reverted=True,
+        )
+        for hour, before, after_, reason in (
+            (12, 6, 8, "ConcurrencyTargetTooLow"),
+            (13, 8, 6, "Reverted"),
+        )
+    ]
 
     def applied(current: int, recommended: int, at: float) -> list[int]:
         found = evaluation(rec("concurrency_target", current, recommended))

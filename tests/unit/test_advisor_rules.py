@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from modelpilot.advisor import replay
 from modelpilot.advisor.auto import MIN_CONFIDENCE
 from modelpilot.advisor.evaluate import evaluate, evaluate_since_change
 from modelpilot.advisor.model import GOAL, SIGNALS, Evaluation, History, Objective
@@ -342,3 +343,23 @@ def test_a_target_the_model_does_not_need_is_raised_as_far_as_it_was_seen_fast()
     # With an objective the base latency barely meets there is no room: nothing to raise.
     tight = run(Scenario("tight", low, premature.load, premature.behaviour, objective_ms=230))
     assert "ConcurrencyTargetTooLow" not in by_reason(tight)
+
+
+def test_peaks_scaled_past_what_the_latency_needs_cap_max_replicas() -> None:
+    # The thrash traffic at target 2 (1.4 per replica) under a long delay, read every 60 s:
+    # the scaler runs 5 replicas where 4 serve the peak (6.4 in flight) within the
+    # objective. A target of 3 would serve it too, but leaves bursts short of warm replicas;
+    # capping maxReplicas keeps the replicas warm and drops the fifth.
+    thrash = SCENARIOS["thrash"]
+    settings = AutoscalingSpec(
+        min_replicas=1, max_replicas=8, concurrency_target=2, scale_down_delay_seconds=1015
+    )
+    steps = replay.run(settings, thrash.load, thrash.behaviour, SIX_HOURS, 60, seed=1, initial=5)
+    found = evaluate("ns", "t", replay.history(steps, 1.7e9, 60), settings, Objective(seconds=0.3))
+    (cap,) = found.recommendations
+    assert (cap.setting, cap.current, cap.recommended) == ("max_replicas", 8, 4)
+    assert cap.reason == "ConcurrencyTargetTooLow"
+    assert cap.evidence["covers"] == "ConcurrencyTargetTooLow"  # the target it stands for
+    assert cap.predicted is not None
+    assert cap.predicted.recommended.replicas < cap.predicted.current.replicas
+    assert (cap.predicted.recommended.within_objective or 0) >= 0.99

@@ -3,10 +3,18 @@ model's history replayed (`advisor.replay`) under the settings in force and unde
 changes over the same traffic; `advisor.choose` picks the cheapest set that meets the
 objective."""
 
+import math
 from collections.abc import Mapping
 
 from modelpilot.advisor.choose import Values, choose
-from modelpilot.advisor.model import GOAL, History, Predicted, Prediction, Recommendation
+from modelpilot.advisor.model import (
+    GOAL,
+    Evidence,
+    History,
+    Predicted,
+    Prediction,
+    Recommendation,
+)
 from modelpilot.advisor.replay import Fitted, Outcome, fit, measured, outcome, replay_outcome
 from modelpilot.api.spec import AdvisorLimits, AutoscalingSpec
 from modelpilot.settings import Setting, clamp_to_limits, wire_name
@@ -50,35 +58,65 @@ def _sentence(values: Mapping[Setting, int], p: Predicted, threshold: float) -> 
 UNSEARCHED = frozenset({"AsyncBacklog"})
 # A higher target saves replicas only where the scale-down delay lets them go: replicas held
 # through a long delay after each peak cost what the target saved (noisy-healthy at the CRD
-# defaults: target 1 -> 2 saves 0.2% of replica-hours at a 900 s delay, 7% at 60 s). So that
-# saving is searched together with a shorter delay, down to SHORT_DELAY_SECONDS; the replay
-# prices the cold starts and slow points a short delay brings. Only beside a change found
-# alone: three settings at once would leave each only its rule's value (choose.FEW_RUNGS).
-WITH_SHORTER_DELAY = frozenset({"ConcurrencyTargetTooLow"})
+# defaults: target 1 -> 2 saves 0.2% of replica-hours at a 900 s delay, 7% at 60 s). And
+# where a higher target would leave too few replicas warm between bursts, the same evidence
+# (the model fast at more requests per replica) says the peaks need fewer replicas: a lower
+# maxReplicas (thrash from bad settings: max 8 -> 4 at the same target, 30 -> 24
+# replica-hours, 100% in time; target 2 -> 3 alone fell to 93%). So that saving is searched
+# together with a shorter delay, down to SHORT_DELAY_SECONDS, and a lower maxReplicas; the
+# replay prices what each brings (cold starts, slow points at the peaks). Only beside a
+# change found alone: more settings at once would leave each only its rule's value.
+SAVINGS = frozenset({"ConcurrencyTargetTooLow"})
 SHORT_DELAY_SECONDS = 60
 
 
-def _shorter_delay(
-    recommendations: list[Recommendation], settings: AutoscalingSpec
-) -> Recommendation | None:
-    """The scale-down delay's part in a saving the rules found (None: none to search)."""
-    lead = next((r for r in recommendations if r.reason in WITH_SHORTER_DELAY), None)
+def _companions(
+    recommendations: list[Recommendation], settings: AutoscalingSpec, history: History
+) -> list[Recommendation]:
+    """The other settings' part in a saving the rules found (above)."""
+    lead = recommendations[0] if len(recommendations) == 1 else None
+    if lead is None or lead.reason not in SAVINGS:
+        return []
+    out = []
+
+    def companion(setting: Setting, value: int, message: str, **evidence: Evidence) -> None:
+        out.append(
+            Recommendation(
+                setting=setting,
+                current=getattr(settings, setting),
+                recommended=value,
+                reason=lead.reason,
+                message=message,
+                evidence=evidence,
+                confidence=lead.confidence,
+            )
+        )
+
     delay = settings.scale_down_delay_seconds
-    if lead is None or len(recommendations) > 1 or delay <= SHORT_DELAY_SECONDS:
-        return None
-    return Recommendation(
-        setting="scale_down_delay_seconds",
-        current=delay,
-        recommended=SHORT_DELAY_SECONDS,
-        reason=lead.reason,
-        message=(
+    if delay > SHORT_DELAY_SECONDS:
+        companion(
+            "scale_down_delay_seconds",
+            SHORT_DELAY_SECONDS,
             f"The scale-down delay ({delay} s) keeps the replicas a higher target frees for "
             f"{delay} s after every peak: shorten scaleDownDelaySeconds with it, as far as "
-            f"{SHORT_DELAY_SECONDS} s."
-        ),
-        evidence={"scaleDownDelaySeconds": delay},
-        confidence=lead.confidence,
-    )
+            f"{SHORT_DELAY_SECONDS} s.",
+            scaleDownDelaySeconds=delay,
+        )
+    peak = max((c for c in history.concurrency if c is not None), default=None)
+    per_replica = lead.recommended * settings.target_utilization_percentage / 100
+    if peak is not None and per_replica > 0:
+        cap = max(math.ceil(peak / per_replica), settings.min_replicas, 1)
+        if cap < settings.max_replicas:
+            companion(
+                "max_replicas",
+                cap,
+                f"At its peak ({peak:.1f} requests in flight) {cap} replicas carry "
+                f"{per_replica:.1f} each, the load per replica a target of {lead.recommended} "
+                f"would allow: maxReplicas {cap} stops the scaler adding more for a lower one.",
+                peakConcurrency=round(peak, 2),
+                perReplicaConcurrency=round(per_replica, 2),
+            )
+    return out
 
 
 class _Replays:
@@ -140,7 +178,6 @@ def _searched(
 ) -> list[Recommendation]:
     if not recommendations:
         return recommendations
-    companion = _shorter_delay(recommendations, settings)
     history = measured(history)
     fitted = fit(history)
     if fitted is None:
@@ -150,7 +187,7 @@ def _searched(
     now = replays({})
     within = limits or AdvisorLimits()
     seen = outcome(history, threshold).attainment
-    searched = [*recommendations, *([companion] if companion else [])]
+    searched = [*recommendations, *_companions(recommendations, settings, history)]
     chosen = choose(
         [
             (r.setting, r.current, clamp_to_limits(r.setting, r.recommended, within))
